@@ -1,0 +1,140 @@
+"""The one immutable, validated configuration object both front doors build the server from."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ._passwords import CredentialStore
+
+if TYPE_CHECKING:
+    from ._sessions import LoginSession
+    from ._tls import TLSFiles
+
+RequestCallback = Callable[[str, str, dict[str, Any]], tuple[Any, ...]]
+ValidityCallback = Callable[["LoginSession"], bool]
+
+COOKIE_LEVELS = ("None", "Lax", "Strict")
+RECV_CHUNK_BYTES = 4096
+DEFAULT_ENDPOINT = "tcp:8000:interface=127.0.0.1"
+
+
+def _check_number(name: str, value: object, *, integer: bool = False,
+                  optional: bool = False) -> None:
+    """Raise C{TypeError}/C{ValueError} unless C{value} is a positive finite number."""
+    if value is None and optional:
+        return
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an integer" if integer else "a number"
+        extra = " or None" if optional else ""
+        raise TypeError(f"{name} must be {kind}{extra}, not {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+def check_callable(name: str, value: object, arity: int) -> None:
+    """Raise C{TypeError} unless C{value} can be called with C{arity} positional arguments."""
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, not {type(value).__name__}")
+    try:
+        signature = inspect.signature(value)
+    except (TypeError, ValueError):
+        return  # Some builtins have no signature; they are given the benefit of the doubt.
+    try:
+        signature.bind(*([None] * arity))
+    except TypeError:
+        raise TypeError(
+            f"{name} must accept {arity} positional argument{'s' if arity > 1 else ''}; "
+            f"its signature is {signature}"
+        ) from None
+
+
+def endpoint_for(host: str, port: int) -> str:
+    """Return the Twisted endpoint description that listens on C{host}:C{port} over TCP."""
+    escaped = host.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+    return f"tcp:port={port}:interface={escaped}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServerConfig:
+    """Everything a serverapi server needs to know, checked once when it is made."""
+
+    credentials: Mapping[str, str]
+    request_callback: RequestCallback
+    session_validity_callback: ValidityCallback | None = None
+    login_cookie_level: str = "Strict"
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("serverapi"))
+    timeout: float = 5.0
+    max_recv_calls_per_request: int = 1024
+    endpoint: str = DEFAULT_ENDPOINT
+    tls: TLSFiles | None = None
+    session_check_interval: float = 1.0
+    callback_timeout: float = 30.0
+    max_threads: int = 10
+    max_queued_requests: int = 100
+    shutdown_grace: float = 10.0
+    login_attempts: int = 5
+    login_window: float = 60.0
+    max_sessions_per_user: int = 64
+    max_sessions: int = 100_000
+    session_idle_timeout: float | None = None
+    session_max_age: float | None = None
+    credential_store: CredentialStore = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.credentials, Mapping):
+            raise TypeError(
+                f"credentials must be a dict of username -> password, "
+                f"not {type(self.credentials).__name__}"
+            )
+        for username, password in self.credentials.items():
+            if not isinstance(username, str) or not isinstance(password, str):
+                raise TypeError("credentials must map str usernames to str passwords")
+            if not username:
+                raise ValueError("credentials must not contain an empty username")
+        frozen = MappingProxyType(dict(self.credentials))
+        object.__setattr__(self, "credentials", frozen)
+        object.__setattr__(self, "credential_store", CredentialStore(frozen))
+        check_callable("request_callback", self.request_callback, 3)
+        if self.session_validity_callback is not None:
+            check_callable("session_validity_callback", self.session_validity_callback, 1)
+        if not isinstance(self.login_cookie_level, str):
+            raise TypeError("login_cookie_level must be a str")
+        if self.login_cookie_level not in COOKIE_LEVELS:
+            raise ValueError(
+                f"login_cookie_level must be one of {', '.join(COOKIE_LEVELS)}; "
+                f"got {self.login_cookie_level!r}"
+            )
+        if not isinstance(self.logger, logging.Logger):
+            raise TypeError(f"logger must be a logging.Logger, not {type(self.logger).__name__}")
+        if not isinstance(self.endpoint, str) or not self.endpoint:
+            raise TypeError("endpoint must be a non-empty endpoint description string")
+        for name in ("timeout", "session_check_interval", "callback_timeout",
+                     "shutdown_grace", "login_window"):
+            _check_number(name, getattr(self, name))
+        for name in ("max_recv_calls_per_request", "max_threads", "max_queued_requests",
+                     "login_attempts", "max_sessions_per_user", "max_sessions"):
+            _check_number(name, getattr(self, name), integer=True)
+        for name in ("session_idle_timeout", "session_max_age"):
+            _check_number(name, getattr(self, name), optional=True)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body accepted, in bytes."""
+        return self.max_recv_calls_per_request * RECV_CHUNK_BYTES
+
+    @property
+    def request_deadline(self) -> float:
+        """Seconds from a request's first byte until its headers and body must have arrived."""
+        return 3 * self.timeout
+
+    @property
+    def max_failures_per_peer(self) -> int:
+        """Failed logins one peer address may make within C{login_window}."""
+        return 10 * self.login_attempts

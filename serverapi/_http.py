@@ -1,0 +1,172 @@
+"""The HTTP layer under the resources: body cap, request deadline, bare errors in JSON."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from OpenSSL import SSL
+from twisted.internet.interfaces import IDelayedCall, ISSLTransport
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from twisted.web import http, server
+
+from ._responses import raw_error, send_error
+from ._resource import RootResource
+
+
+class APIRequest(server.Request):
+    """A request that refuses an oversized body before reading it and sends no Server header."""
+
+    _body_bytes = 0
+
+    def gotLength(self, length: int | None) -> None:
+        """Refuse at once a declared body larger than the cap (or a 404/405 with any body)."""
+        channel: APIChannel = self.channel
+        refusal = channel.site.refusal(channel, length)
+        if refusal is not None:
+            channel.refuse(*refusal)
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Count body bytes as they arrive (chunked bodies have no length up front)."""
+        channel: APIChannel = self.channel
+        if channel.refused:
+            return
+        self._body_bytes += len(data)
+        if self._body_bytes > channel.site.max_body_bytes:
+            channel.refuse(413, "Request body too large.")
+            return
+        self.content.write(data)
+
+    def process(self) -> None:
+        """Route and render, as C{server.Request.process} does but without a C{Server} header."""
+        self.site = self.channel.site
+        self.setHeader(b"Date", http.datetimeToString())
+        self.prepath = []
+        self.postpath = [self.path[1:]]
+        try:
+            self.render(self.site.getResourceFor(self))
+        except BaseException:
+            self.processingFailed(Failure())
+
+    def processingFailed(self, reason: Failure) -> None:
+        """Log an unexpected error to the user's logger and answer a generic 500."""
+        self.site.logger.error("Unhandled error serving %r", self.path,
+                               exc_info=reason.value)
+        if not (self.startedWriting or self.finished or self._disconnected):
+            send_error(self, 500, "Internal server error.")
+
+
+class APIChannel(http.HTTPChannel):
+    """An HTTP/1.1 connection with a whole-request deadline and JSON for bare errors."""
+
+    site: APISite
+    refused = False
+    _deadline: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.site.channels.add(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Start the request deadline on a request's first byte; drop input once refused."""
+        if self.refused:
+            return
+        if self._deadline is None and not self._handlingRequest:
+            self._deadline = self.callLater(self.site.request_deadline, self._deadline_passed)
+        super().dataReceived(data)
+
+    def allContentReceived(self) -> None:
+        """The whole request is in: stop its deadline and process it."""
+        if self.refused:
+            return
+        self._cancel_deadline()
+        super().allContentReceived()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if not self.refused:
+            super().rawDataReceived(data)
+
+    def _deadline_passed(self) -> None:
+        """The request took too long to arrive (slowloris): answer 408 and close."""
+        self._deadline = None
+        if self._handlingRequest:
+            return
+        self.site.logger.info("Closing a connection whose request took over %ss to arrive: "
+                              "peer=%s", self.site.request_deadline, _peer(self))
+        self.refuse(408, "Request took too long to arrive.")
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def refuse(self, code: int, message: str) -> None:
+        """Answer a request we will not read any further, and close the connection."""
+        self.refused = True
+        self._cancel_deadline()
+        secure = ISSLTransport.providedBy(self.transport)
+        self.transport.write(raw_error(code, message, secure=secure))
+        self.timeoutConnection()
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        """Twisted's answer to a malformed request, but as a JSON 400."""
+        self.refuse(400, "Bad request.")
+
+    def timeoutConnection(self) -> None:
+        """Close the connection, aborting it if the peer does not let go."""
+        self.persistent = False
+        super().timeoutConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancel_deadline()
+        self.site.channels.discard(self)
+        if reason.check(SSL.Error):
+            self.site.logger.warning("TLS handshake failed: peer=%s reason=%s", _peer(self),
+                                     reason.getErrorMessage())
+        super().connectionLost(reason)
+
+
+def _peer(channel: http.HTTPChannel) -> str:
+    """The peer's address as text, for the log."""
+    transport = channel.transport
+    address: Any = transport.getPeer() if transport is not None else None
+    return str(getattr(address, "host", address))
+
+
+class APISite(server.Site):
+    """The site serving the resource tree with serverapi's HTTP rules."""
+
+    protocol = APIChannel
+    requestFactory = APIRequest
+    resource: RootResource
+
+    def __init__(self, root: RootResource, *, timeout: float, max_body_bytes: int,
+                 logger: logging.Logger, reactor: Any) -> None:
+        super().__init__(root, timeout=timeout, reactor=reactor, parsePOSTFormSubmission=False)
+        self.max_body_bytes = max_body_bytes
+        self.request_deadline = 3 * timeout
+        self.logger = logger
+        self.channels: set[APIChannel] = set()
+
+    def buildProtocol(self, addr: Any) -> APIChannel:
+        channel = super().buildProtocol(addr)
+        channel.abortTimeout = min(self.timeOut or 15, 15)
+        return channel
+
+    def refusal(self, channel: APIChannel, length: int | None) -> tuple[int, str] | None:
+        """What to answer, before reading it, to a declared body past the cap.
+
+        The order is the contract's: a 404 or 405 outranks the 413.  (C{_command} and C{_path}
+        are where C{HTTPChannel} keeps the request line until the request object gets it.)
+        """
+        if length is None or length <= self.max_body_bytes:
+            return None
+        return (self.resource.refusal(channel._command, channel._path)
+                or (413, "Request body too large."))
+
+    def log(self, request: server.Request) -> None:
+        """No access log: the audit log is the user's logger."""

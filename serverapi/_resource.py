@@ -1,0 +1,364 @@
+"""The twisted.web resource tree: exact-match routing to /login, /logout and /communicate."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from ._config import ServerConfig
+from ._dispatch import Dispatcher
+from ._json import BadJSON, encode, parse_object
+from ._responses import close_after_response, send, send_error
+from ._sessions import LoginSession, SessionRegistry, SessionTableFull
+from ._throttle import LoginThrottle
+from ._tls import peer_certificate_subject
+
+COOKIE_NAME = b"sessionToken"
+_ACCEPTED_TYPES = frozenset((b"application/json",))
+_LOGIN_OK = encode({"message": "Login successful."})
+_LOGOUT_OK = encode({"message": "Logout successful."})
+
+
+class _Duplicate:
+    """Marker: the request carried more than one session cookie."""
+
+
+DUPLICATE = _Duplicate()
+
+
+@dataclass(frozen=True, eq=False)
+class APIContext:
+    """What the endpoints share: configuration, clock, sessions, throttle and the pools."""
+
+    config: ServerConfig
+    clock: IReactorTime
+    sessions: SessionRegistry
+    throttle: LoginThrottle
+    callbacks: Dispatcher
+    hashing: Dispatcher
+
+
+def session_cookie(request: IRequest) -> str | _Duplicate | None:
+    """Return the C{sessionToken} cookie's value, L{DUPLICATE}, or C{None} when absent or empty."""
+    headers = request.requestHeaders.getRawHeaders(b"cookie")
+    if not headers:
+        return None
+    found: bytes | None = None
+    for header in headers:
+        for part in header.split(b";"):
+            name, _, value = part.strip().partition(b"=")
+            if name == COOKIE_NAME:
+                if found is not None:
+                    return DUPLICATE
+                found = value.strip()
+    if not found:
+        return None
+    return found.decode("latin-1")
+
+
+def _content_type_allowed(request: IRequest) -> bool:
+    """Whether the request's C{Content-Type} is JSON or absent (forms are refused)."""
+    values = request.requestHeaders.getRawHeaders(b"content-type")
+    if values is None:
+        return True
+    if len(values) != 1:
+        return False
+    media = values[0].split(b";", 1)[0].strip().lower()
+    return media in _ACCEPTED_TYPES or (media.startswith(b"application/")
+                                        and media.endswith(b"+json"))
+
+
+def peer_host(request: IRequest) -> str:
+    """The client's address as text (host only), for throttling and the audit log."""
+    address = request.getClientAddress()
+    return str(getattr(address, "host", address))
+
+
+def _cookie_header(token: str, config: ServerConfig, secure: bool, *, expire: bool) -> bytes:
+    """The C{Set-Cookie} value that sets (or expires) the session cookie."""
+    parts = [f"sessionToken={'' if expire else token}", "Path=/"]
+    if expire:
+        parts += ["Max-Age=0", "Expires=Thu, 01 Jan 1970 00:00:00 GMT"]
+    parts.append("HttpOnly")
+    if secure:
+        parts.append("Secure")
+    if config.login_cookie_level != "None":
+        parts.append(f"SameSite={config.login_cookie_level}")
+    return "; ".join(parts).encode("ascii")
+
+
+class _Endpoint(Resource):
+    """A leaf that accepts only POST with a JSON (or unlabelled) body."""
+
+    isLeaf = True
+
+    def __init__(self, context: APIContext) -> None:
+        super().__init__()
+        self._context = context
+
+    def render(self, request: IRequest) -> Any:
+        """Refuse other methods (405) and form content types (415), then handle the POST."""
+        if request.method != b"POST":
+            request.setHeader(b"Allow", b"POST")
+            send_error(request, 405, "Method not allowed.")
+        elif not _content_type_allowed(request):
+            send_error(request, 415, "Content-Type must be application/json.")
+        else:
+            return self.handle(request)
+        return NOT_DONE_YET
+
+    def handle(self, request: IRequest) -> Any:
+        """Answer a well-formed POST."""
+        raise NotImplementedError()
+
+    def _expire_cookie(self, request: IRequest) -> None:
+        """Tell the client to drop its session cookie."""
+        config = self._context.config
+        request.responseHeaders.addRawHeader(
+            b"Set-Cookie", _cookie_header("", config, request.isSecure(), expire=True))
+
+
+class LoginResource(_Endpoint):
+    """C{POST /login}: check credentials and start a session."""
+
+    def handle(self, request: IRequest) -> Any:
+        """Validate the body, apply the throttle, then check the password (off-thread if hashed)."""
+        context = self._context
+        try:
+            body = parse_object(request.content.read())
+        except BadJSON as error:
+            send_error(request, 400, str(error), close=True)
+            return NOT_DONE_YET
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str):
+            send_error(request, 400, "Fields 'username' and 'password' must be strings.",
+                       close=True)
+            return NOT_DONE_YET
+        peer = peer_host(request)
+        wait = context.throttle.retry_after(username, peer)
+        if wait > 0:
+            context.config.logger.warning("Login throttled: user=%r peer=%s", username, peer)
+            request.setHeader(b"Retry-After", b"%d" % max(1, math.ceil(wait)))
+            send_error(request, 429, "Too many failed logins. Try again later.", close=True)
+            return NOT_DONE_YET
+        self._end_presented_session(request)
+        store = context.config.credential_store
+        if not store.is_slow(username):
+            self._finish(request, username, peer, store.verify(username, password))
+            return NOT_DONE_YET
+        if context.hashing.full():
+            send_error(request, 503, "Server busy. Try again later.", close=True)
+            return NOT_DONE_YET
+        gone = _watch_disconnect(request)
+        context.hashing.run(
+            lambda: store.verify(username, password),
+            lambda ok, value: gone or self._hashed_result(request, username, peer, ok, value),
+            lambda: gone or send_error(request, 503, "Login timed out.", close=True),
+        )
+        return NOT_DONE_YET
+
+    def _end_presented_session(self, request: IRequest) -> None:
+        """A login ends the session whose cookie it carries: tokens are never reused."""
+        token = session_cookie(request)
+        if isinstance(token, str):
+            sessions = self._context.sessions
+            old = sessions.find(token)
+            if old is not None:
+                sessions.end(old, "replaced by a new login")
+
+    def _hashed_result(self, request: IRequest, username: str, peer: str, ok: bool,
+                       value: Any) -> None:
+        """Finish a login whose hash was checked in a worker."""
+        if not ok:
+            self._context.config.logger.error("Password check failed", exc_info=value)
+            send_error(request, 500, "Internal server error.", close=True)
+            return
+        self._finish(request, username, peer, bool(value))
+
+    def _finish(self, request: IRequest, username: str, peer: str, verified: bool) -> None:
+        """Answer 200 with a new session cookie, or 401."""
+        context = self._context
+        log = context.config.logger
+        if not verified:
+            context.throttle.failed(username, peer)
+            log.warning("Login failed: user=%r peer=%s", username, peer)
+            send_error(request, 401, "Invalid credentials.", close=True)
+            return
+        try:
+            session = context.sessions.create(
+                username, peer, peer_certificate_subject(request) if request.isSecure() else None)
+        except SessionTableFull:
+            log.warning("Login refused, session table full: user=%r peer=%s", username, peer)
+            send_error(request, 503, "Too many sessions. Try again later.", close=True)
+            return
+        context.throttle.succeeded(username)
+        log.info("Login: user=%r peer=%s token_sha256=%s", username, peer,
+                 session.hashed_session_token)
+        request.responseHeaders.addRawHeader(
+            b"Set-Cookie", _cookie_header(session.session_token, context.config,
+                                          request.isSecure(), expire=False))
+        send(request, 200, _LOGIN_OK)
+
+
+class LogoutResource(_Endpoint):
+    """C{POST /logout}: end the session the cookie names."""
+
+    def handle(self, request: IRequest) -> Any:
+        """End the session and expire the cookie."""
+        token = session_cookie(request)
+        if token is None:
+            send_error(request, 400, "Session token required.")
+            return NOT_DONE_YET
+        sessions = self._context.sessions
+        session = None if token is DUPLICATE else sessions.find(str(token))
+        if session is None:
+            send_error(request, 401, "Invalid session token.")
+            return NOT_DONE_YET
+        sessions.end(session, "logout")
+        self._expire_cookie(request)
+        send(request, 200, _LOGOUT_OK)
+        return NOT_DONE_YET
+
+
+class CommunicateResource(_Endpoint):
+    """C{POST /communicate}: hand a logged-in user's JSON to the request callback."""
+
+    def handle(self, request: IRequest) -> Any:
+        """Authenticate, parse, then run the callback in the pool."""
+        context = self._context
+        token = session_cookie(request)
+        session = None
+        if isinstance(token, str):
+            session = context.sessions.find(token)
+        if session is None:
+            send_error(request, 401, "Invalid session token.")
+            return NOT_DONE_YET
+        context.sessions.touch(session)
+        try:
+            data = parse_object(request.content.read())
+        except BadJSON as error:
+            send_error(request, 400, str(error))
+            return NOT_DONE_YET
+        if context.callbacks.full():
+            send_error(request, 503, "Server busy. Try again later.")
+            return NOT_DONE_YET
+        callback = context.config.request_callback
+        username, raw_token = session.username, session.session_token
+        gone = _watch_disconnect(request)
+        context.callbacks.run(
+            lambda: _call_and_encode(callback, username, raw_token, data),
+            lambda ok, value: self._answer(request, session, gone, ok, value),
+            lambda: gone or send_error(request, 503, "Request timed out.", close=True),
+        )
+        return NOT_DONE_YET
+
+    def _answer(self, request: IRequest, session: LoginSession, gone: _Gone, ok: bool,
+                value: Any) -> None:
+        """Write the callback's answer (or a 500) and apply force_close / force_logout."""
+        context = self._context
+        if not ok:
+            context.config.logger.error(
+                "request_callback failed for user=%r token_sha256=%s", session.username,
+                session.hashed_session_token, exc_info=value)
+            if not gone:
+                send_error(request, 500, "Internal server error.")
+            return
+        force_close, force_logout, body = value
+        if force_logout:
+            context.sessions.end(session, "force_logout by request_callback")
+        if gone:
+            return
+        if force_logout:
+            self._expire_cookie(request)
+        send(request, 200, body, close=force_close)
+
+
+class _Gone:
+    """Becomes true once the client has gone away, so nothing is written to it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = False
+
+    def __bool__(self) -> bool:
+        return self.value
+
+    def set(self, _: Failure) -> None:
+        """Record that the connection was lost before the response was finished."""
+        self.value = True
+
+
+def _watch_disconnect(request: IRequest) -> _Gone:
+    """Return a flag that turns true if the client leaves before its response is written."""
+    gone = _Gone()
+    request.notifyFinish().addErrback(gone.set)
+    return gone
+
+
+def _call_and_encode(callback: Any, username: str, token: str,
+                     data: dict[str, Any]) -> tuple[bool, bool, bytes]:
+    """In a worker: run the callback and check and encode what it returned."""
+    result = callback(username, token, data)
+    if not isinstance(result, tuple) or len(result) not in (2, 3):
+        raise TypeError(
+            "request_callback must return (force_close, force_logout, response_json) or "
+            f"(force_close, response_json); it returned {type(result).__name__}")
+    if len(result) == 2:
+        force_close, response = result
+        force_logout = False
+    else:
+        force_close, force_logout, response = result
+    if not isinstance(force_close, bool) or not isinstance(force_logout, bool):
+        raise TypeError("request_callback's force_close and force_logout must be bools")
+    if not isinstance(response, dict):
+        raise TypeError(
+            f"request_callback's response_json must be a dict, not {type(response).__name__}")
+    return force_close, force_logout, encode(response)
+
+
+class NotFoundResource(Resource):
+    """Any path that is not exactly one of the three endpoints."""
+
+    isLeaf = True
+
+    def render(self, request: IRequest) -> Any:
+        """Answer 404 in JSON."""
+        send_error(request, 404, "Not found.")
+        return NOT_DONE_YET
+
+
+class RootResource(Resource):
+    """Routes on the exact, undecoded request path; nothing else reaches an endpoint."""
+
+    def __init__(self, context: APIContext) -> None:
+        super().__init__()
+        self.routes: dict[bytes, Resource] = {
+            b"/login": LoginResource(context),
+            b"/logout": LogoutResource(context),
+            b"/communicate": CommunicateResource(context),
+        }
+        self._not_found = NotFoundResource()
+
+    def getChildWithDefault(self, path: bytes, request: IRequest) -> Resource:
+        """Pick the endpoint for the whole path, whatever segment traversal is at."""
+        return self.routes.get(request.path, self._not_found)
+
+    def render(self, request: IRequest) -> Any:
+        """Unreachable in practice (traversal always picks a child); answer 404."""
+        return self._not_found.render(request)
+
+    def refusal(self, method: bytes, path: bytes) -> tuple[int, str] | None:
+        """The 404 or 405 a request earns from its method and path alone, else C{None}."""
+        if path.split(b"?", 1)[0] not in self.routes:
+            return 404, "Not found."
+        if method != b"POST":
+            return 405, "Method not allowed."
+        return None

@@ -1,0 +1,62 @@
+"""Writing JSON responses with the headers every serverapi response carries."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from twisted.web.iweb import IRequest
+
+from ._json import encode
+
+JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
+HSTS_VALUE = b"max-age=31536000"
+_COMMON_HEADERS = (
+    (b"Content-Type", [JSON_CONTENT_TYPE]),
+    (b"X-Content-Type-Options", [b"nosniff"]),
+    (b"Cache-Control", [b"no-store"]),
+)
+
+
+def error_body(message: str) -> bytes:
+    """The body of an error response."""
+    return encode({"error": message})
+
+
+def close_after_response(request: IRequest) -> None:
+    """Make the connection close once this response is written."""
+    request.setHeader(b"Connection", b"close")
+    channel = getattr(request, "channel", None)
+    if channel is not None:
+        channel.persistent = False
+
+
+def send(request: IRequest, code: int, body: bytes, *, close: bool = False) -> None:
+    """Write a complete JSON response (status, standard headers, body) and finish it."""
+    headers = request.responseHeaders
+    request.setResponseCode(code)
+    headers.removeHeader(b"Server")
+    for name, value in _COMMON_HEADERS:
+        headers.setRawHeaders(name, value)
+    if request.isSecure():
+        headers.setRawHeaders(b"Strict-Transport-Security", [HSTS_VALUE])
+    headers.setRawHeaders(b"Content-Length", [b"%d" % len(body)])
+    if close:
+        close_after_response(request)
+    request.write(body)
+    request.finish()
+
+
+def send_error(request: IRequest, code: int, message: str, *, close: bool = False) -> None:
+    """Write C{{"error": message}} with status C{code}."""
+    send(request, code, error_body(message), close=close)
+
+
+def raw_error(code: int, message: str, *, secure: bool) -> bytes:
+    """A whole HTTP/1.1 error response as bytes, for answers given before a request exists."""
+    body = error_body(message)
+    lines = [b"HTTP/1.1 %d %s" % (code, HTTPStatus(code).phrase.encode("ascii"))]
+    lines += [name + b": " + value[0] for name, value in _COMMON_HEADERS]
+    if secure:
+        lines.append(b"Strict-Transport-Security: " + HSTS_VALUE)
+    lines += [b"Content-Length: %d" % len(body), b"Connection: close", b"", b""]
+    return b"\r\n".join(lines) + body

@@ -1,0 +1,161 @@
+"""The core: configuration + reactor + thread pool in, one startable, stoppable Service out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+
+from ._config import ServerConfig
+from ._dispatch import Dispatcher
+from ._http import APISite
+from ._resource import APIContext, RootResource
+from ._sessions import LoginSession, SessionRegistry
+from ._sweep import SessionSweeper
+from ._throttle import LoginThrottle
+from ._tls import ServerContextFactory
+from ._workers import CallbackPool, ThreadedCallbackPool
+
+HASH_THREADS = 2
+
+
+class APIService(Service):
+    """One serverapi server: listens, serves, sweeps sessions, and stops gracefully."""
+
+    name = "serverapi"
+
+    def __init__(self, config: ServerConfig, reactor: Any, pool: CallbackPool,
+                 hash_pool: CallbackPool) -> None:
+        self.config = config
+        self.reactor = reactor
+        self._pools = (pool, hash_pool)
+        self.sessions = SessionRegistry(
+            now=reactor.seconds, logger=config.logger,
+            validity_callback=config.session_validity_callback,
+            max_sessions=config.max_sessions, max_sessions_per_user=config.max_sessions_per_user,
+            idle_timeout=config.session_idle_timeout, max_age=config.session_max_age)
+        self.callbacks = Dispatcher(pool, reactor, deadline=config.callback_timeout,
+                                    capacity=config.max_threads + config.max_queued_requests)
+        self.hashing = Dispatcher(hash_pool, reactor, deadline=config.callback_timeout,
+                                  capacity=HASH_THREADS + config.max_queued_requests)
+        throttle = LoginThrottle(now=reactor.seconds, attempts=config.login_attempts,
+                                 window=config.login_window,
+                                 peer_attempts=config.max_failures_per_peer)
+        context = APIContext(config, reactor, self.sessions, throttle, self.callbacks,
+                             self.hashing)
+        self.root = RootResource(context)
+        self.site = APISite(self.root, timeout=config.timeout,
+                            max_body_bytes=config.max_body_bytes, logger=config.logger,
+                            reactor=reactor)
+        self.factory: IProtocolFactory = self.site
+        if config.tls is not None:
+            self.factory = TLSMemoryBIOFactory(ServerContextFactory(config.tls), False, self.site)
+        self.sweeper = SessionSweeper(self.sessions, reactor, config.session_check_interval,
+                                      config.logger)
+        self.port: IListeningPort | None = None
+        self._listening: Deferred[IListeningPort] | None = None
+
+    def privilegedStartService(self) -> None:
+        """Listen now, raising at once when the endpoint fails synchronously (twistd's case)."""
+        super().privilegedStartService()
+        self._listen()
+        failures: list[Failure] = []
+        assert self._listening is not None
+        self._listening.addErrback(lambda failure: failures.append(failure) or failure)
+        if failures:
+            self._listening = None
+            failures[0].raiseException()
+
+    def startService(self) -> None:
+        """Start the pools and the sweep, listening first if that has not happened yet."""
+        if self._listening is None:
+            self._listen()
+        super().startService()
+        for pool in self._pools:
+            pool.start()
+        self.sweeper.start()
+
+    def _listen(self) -> None:
+        """Begin listening on the configured endpoint."""
+        endpoint = serverFromString(self.reactor, self.config.endpoint)
+        self._listening = endpoint.listen(self.factory)
+        self._listening.addCallback(self._listened)
+
+    def _listened(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        self.config.logger.info("serverapi listening on %s%s", port.getHost(),
+                                " with TLS" if self.config.tls else "")
+        return port
+
+    def whenListening(self) -> Deferred[IListeningPort]:
+        """A Deferred for the listening port, failing if the server cannot listen."""
+        assert self._listening is not None, "startService first"
+        result: Deferred[IListeningPort] = Deferred()
+        self._listening.addBoth(lambda value: (result.callback(value), value)[1])
+        result.addErrback(self._listen_failed)
+        return result
+
+    def _listen_failed(self, failure: Failure) -> Failure:
+        self.running = False
+        self._stop_background()
+        return failure
+
+    def stopService(self) -> Deferred[None]:
+        """Stop accepting, let callbacks finish within the grace period, then close everything."""
+        super().stopService()
+        self.sweeper.stop()
+        stopped: Deferred[Any] = succeed(None)
+        if self.port is not None:
+            stopped = self.port.stopListening() or succeed(None)
+            self.port = None
+        for channel in list(self.site.channels):
+            if not channel._handlingRequest:
+                channel.transport.loseConnection()
+            else:
+                channel.persistent = False
+        drained = self.callbacks.idle()
+        drained.addTimeout(self.config.shutdown_grace, self.reactor,
+                           onTimeoutCancel=self._grace_over)
+        done = DeferredList([stopped, drained], consumeErrors=True)
+        done.addCallback(lambda _: self._finish_stop())
+        return done
+
+    def _grace_over(self, result: object, timeout: float) -> None:
+        """Callbacks still running after the grace period: stop waiting for them."""
+        self.config.logger.warning("Stopping with %d request callback(s) still running after "
+                                   "%ss", self.callbacks.in_flight, timeout)
+
+    def _finish_stop(self) -> None:
+        """Close what is left and let the workers go."""
+        for channel in list(self.site.channels):
+            channel.transport.abortConnection()
+        self._stop_background()
+        self.sessions.end_all("server stopped")
+
+    def _stop_background(self) -> None:
+        self.sweeper.stop()
+        for pool in self._pools:
+            pool.stop()
+
+    def getSessions(self) -> list[LoginSession]:
+        """A snapshot of the live sessions (call on the reactor thread)."""
+        return self.sessions.snapshot()
+
+    def invalidateUserSessions(self, username: str) -> int:
+        """End every session of C{username}; return how many (call on the reactor thread)."""
+        return self.sessions.end_user(username)
+
+
+def makeAPIService(config: ServerConfig, reactor: Any, pool: CallbackPool | None = None,
+                   hash_pool: CallbackPool | None = None) -> APIService:
+    """Build the server's Service from its configuration, a reactor and a callback pool."""
+    if pool is None:
+        pool = ThreadedCallbackPool(reactor, config.max_threads)
+    if hash_pool is None:
+        hash_pool = ThreadedCallbackPool(reactor, HASH_THREADS, name="serverapi-hash")
+    return APIService(config, reactor, pool, hash_pool)

@@ -1,0 +1,178 @@
+"""LoginSession and the session registry: who is logged in, with no reactor and no threads."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+from typing import Optional
+
+TOKEN_BYTES = 32  # 256 random bits, well above the 128 the contract asks for
+
+
+def hash_token(token: str) -> str:
+    """Return the SHA-256 hex digest of a session token: what the registry keys and logs."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class SessionTableFull(Exception):
+    """Raised when a login would take the registry past C{max_sessions}."""
+
+
+class LoginSession:
+    """One logged-in user's session: who, since when, from where, and whether it still holds."""
+
+    __slots__ = ("username", "session_token", "hashed_session_token", "created_at",
+                 "last_active_at", "peer_address", "client_certificate_subject", "_valid")
+
+    def __init__(self, username: str, session_token: str, created_at: float,
+                 peer_address: str | None = None,
+                 client_certificate_subject: str | None = None) -> None:
+        self.username = username
+        self.session_token = session_token
+        self.hashed_session_token = hash_token(session_token)
+        self.created_at = created_at
+        self.last_active_at = created_at
+        self.peer_address = peer_address
+        self.client_certificate_subject = client_certificate_subject
+        self._valid = True
+
+    def get_username(self) -> str:
+        """Return the username this session belongs to."""
+        return self.username
+
+    def get_session_token(self) -> str:
+        """Return the raw session token (a secret: never log it)."""
+        return self.session_token
+
+    def get_hashed_session_token(self) -> str:
+        """Return the SHA-256 hex digest of the token, safe to log."""
+        return self.hashed_session_token
+
+    def invalidate(self) -> None:
+        """Mark the session ended; the server forgets it before its next use (any thread)."""
+        self._valid = False
+
+    def is_valid(self) -> bool:
+        """Tell whether the session has not been invalidated."""
+        return self._valid
+
+    def __repr__(self) -> str:
+        return (f"<LoginSession username={self.username!r} "
+                f"token_sha256={self.hashed_session_token[:16]}… valid={self._valid}>")
+
+
+class SessionRegistry:
+    """The table of live sessions, keyed by hashed token; every method runs on one thread."""
+
+    def __init__(self, *, now: Callable[[], float], logger: logging.Logger,
+                 validity_callback: Optional[Callable[[LoginSession], bool]] = None,
+                 max_sessions: int = 100_000, max_sessions_per_user: int = 64,
+                 idle_timeout: float | None = None, max_age: float | None = None) -> None:
+        self._now = now
+        self._log = logger
+        self._validity_callback = validity_callback
+        self._max_sessions = max_sessions
+        self._max_per_user = max_sessions_per_user
+        self._idle_timeout = idle_timeout
+        self._max_age = max_age
+        self._by_hash: dict[str, LoginSession] = {}
+        self._by_user: dict[str, dict[str, LoginSession]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def create(self, username: str, peer_address: str | None = None,
+               client_certificate_subject: str | None = None) -> LoginSession:
+        """Start a session with a fresh token, ending the user's oldest one past the cap."""
+        mine = self._by_user.get(username)
+        at_user_cap = mine is not None and len(mine) >= self._max_per_user
+        if not at_user_cap and len(self._by_hash) >= self._max_sessions:
+            raise SessionTableFull()
+        session = LoginSession(username, secrets.token_urlsafe(TOKEN_BYTES), self._now(),
+                               peer_address, client_certificate_subject)
+        if mine is None:
+            mine = self._by_user[username] = {}
+        while len(mine) >= self._max_per_user:
+            oldest = next(iter(mine.values()))
+            self.end(oldest, "evicted: too many sessions for this user")
+        mine[session.hashed_session_token] = session
+        self._by_hash[session.hashed_session_token] = session
+        return session
+
+    def end(self, session: LoginSession, reason: str) -> bool:
+        """Forget C{session}; return whether it was still registered."""
+        session.invalidate()
+        key = session.hashed_session_token
+        if self._by_hash.pop(key, None) is None:
+            return False
+        mine = self._by_user.get(session.username)
+        if mine is not None:
+            mine.pop(key, None)
+            if not mine:
+                del self._by_user[session.username]
+        self._log.info("Session ended (%s): user=%r peer=%s token_sha256=%s", reason,
+                       session.username, session.peer_address, key)
+        return True
+
+    def find(self, token: str) -> LoginSession | None:
+        """Return the live session for a presented token, ending it first if it no longer holds."""
+        session = self._by_hash.get(hash_token(token))
+        if session is None or not self.check(session):
+            return None
+        return session
+
+    def touch(self, session: LoginSession) -> None:
+        """Record activity on C{session} now."""
+        session.last_active_at = self._now()
+
+    def check(self, session: LoginSession) -> bool:
+        """Apply invalidation, expiry and the validity callback; end the session if it fails."""
+        if not session._valid:
+            self.end(session, "invalidated")
+            return False
+        if self._idle_timeout is not None or self._max_age is not None:
+            now = self._now()
+            if self._idle_timeout is not None and now - session.last_active_at >= self._idle_timeout:
+                self.end(session, "expired: idle")
+                return False
+            if self._max_age is not None and now - session.created_at >= self._max_age:
+                self.end(session, "expired: maximum age")
+                return False
+        callback = self._validity_callback
+        if callback is None:
+            return True
+        try:
+            keep = callback(session)
+        except Exception:
+            self._log.exception("session_validity_callback raised; ending session token_sha256=%s",
+                                session.hashed_session_token)
+            keep = False
+        if not keep or not session._valid:
+            self.end(session, "rejected by session_validity_callback")
+            return False
+        return True
+
+    def sweep(self, sessions: Iterable[LoginSession]) -> None:
+        """Check each of C{sessions} that is still registered (one chunk of a sweep)."""
+        by_hash = self._by_hash
+        for session in sessions:
+            if by_hash.get(session.hashed_session_token) is session:
+                self.check(session)
+
+    def snapshot(self) -> list[LoginSession]:
+        """Return the live sessions, oldest first."""
+        return list(self._by_hash.values())
+
+    def end_user(self, username: str) -> int:
+        """End every session of C{username}; return how many there were."""
+        sessions = list(self._by_user.get(username, {}).values())
+        for session in sessions:
+            self.end(session, "all sessions of the user ended")
+        return len(sessions)
+
+    def end_all(self, reason: str) -> None:
+        """End every session (the server is stopping)."""
+        for session in self.snapshot():
+            self.end(session, reason)

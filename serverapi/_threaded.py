@@ -1,0 +1,212 @@
+"""ThreadedAPIServer: the embedded front door, running the core in a shared reactor thread."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from twisted.internet.defer import maybeDeferred
+from twisted.python import threadable
+from twisted.python.failure import Failure
+
+from ._config import RequestCallback, ServerConfig, ValidityCallback, endpoint_for
+from ._service import APIService, makeAPIService
+from ._sessions import LoginSession
+from ._tls import TLSFiles
+
+T = TypeVar("T")
+_START_TIMEOUT = 30.0
+_reactor_lock = threading.Lock()
+_reactor_thread: threading.Thread | None = None
+
+
+def _running_reactor() -> Any:
+    """Return the global reactor, running it in a daemon thread if nothing runs it yet.
+
+    The reactor is started once per process (with C{installSignalHandlers=False}, since it is not
+    in the main thread) and never stopped, because a Twisted reactor cannot be restarted:
+    servers start and stop inside it.
+    """
+    global _reactor_thread
+    from twisted.internet import reactor
+
+    with _reactor_lock:
+        if reactor.running or _reactor_thread is not None:
+            return reactor
+        started = threading.Event()
+        reactor.callWhenRunning(started.set)
+        thread = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False},
+                                  name="serverapi-reactor", daemon=True)
+        thread.start()
+        if not started.wait(_START_TIMEOUT):
+            raise RuntimeError("the Twisted reactor did not start")
+        _reactor_thread = thread
+        return reactor
+
+
+def _call_in_reactor(reactor: Any, timeout: float, function: Callable[..., Any],
+                     *args: Any) -> Any:
+    """Run C{function} on the reactor thread and wait (up to C{timeout}) for its result."""
+    if threadable.isInIOThread():
+        raise RuntimeError("this call blocks until the reactor answers, so it cannot be made "
+                           "from the reactor thread (for example from a validity callback)")
+    box: queue.Queue[Any] = queue.Queue(maxsize=1)
+    reactor.callFromThread(lambda: maybeDeferred(function, *args).addBoth(box.put))
+    try:
+        result = box.get(timeout=timeout)
+    except queue.Empty:
+        raise TimeoutError(f"the reactor did not answer within {timeout}s") from None
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
+
+
+def _check_address(host: object, port: object) -> None:
+    """Validate C{host} and C{port} with clear exceptions."""
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, not {type(host).__name__}")
+    if not host:
+        raise ValueError("host must not be empty")
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, not {type(port).__name__}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be between 0 and 65535, got {port}")
+
+
+class ThreadedAPIServer:
+    """A login-protected JSON API server whose reactor runs in a background thread."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        credentials: Mapping[str, str],
+        request_callback: RequestCallback,
+        session_validity_callback: ValidityCallback | None = None,
+        login_cookie_level: str = "Strict",
+        logger: logging.Logger | None = None,
+        timeout: float = 5.0,
+        max_recv_calls_per_request: int = 1024,
+        *,
+        session_check_interval: float = 1.0,
+        callback_timeout: float = 30.0,
+        max_threads: int = 10,
+        max_queued_requests: int = 100,
+        shutdown_grace: float = 10.0,
+        login_attempts: int = 5,
+        login_window: float = 60.0,
+        max_sessions_per_user: int = 64,
+        max_sessions: int = 100_000,
+        session_idle_timeout: float | None = None,
+        session_max_age: float | None = None,
+    ) -> None:
+        _check_address(host, port)
+        self.host = host
+        self._configured_port = port
+        self._config = ServerConfig(
+            endpoint=endpoint_for(host, port), credentials=credentials,
+            request_callback=request_callback,
+            session_validity_callback=session_validity_callback,
+            login_cookie_level=login_cookie_level,
+            logger=logging.getLogger("serverapi") if logger is None else logger,
+            timeout=timeout, max_recv_calls_per_request=max_recv_calls_per_request,
+            session_check_interval=session_check_interval, callback_timeout=callback_timeout,
+            max_threads=max_threads, max_queued_requests=max_queued_requests,
+            shutdown_grace=shutdown_grace, login_attempts=login_attempts,
+            login_window=login_window, max_sessions_per_user=max_sessions_per_user,
+            max_sessions=max_sessions, session_idle_timeout=session_idle_timeout,
+            session_max_age=session_max_age)
+        self._lock = threading.Lock()
+        self._reactor: Any = None
+        self._service: APIService | None = None
+        self._stopped = threading.Event()
+
+    @property
+    def port(self) -> int:
+        """The bound port while listening (useful with port 0), else the configured one."""
+        service = self._service
+        if service is not None and service.port is not None:
+            return int(service.port.getHost().port)
+        return self._configured_port
+
+    def setConnectionSecurityParams(self, certfile: str | None = None,
+                                    keyfile: str | None = None,
+                                    cafile: str | None = None) -> None:
+        """Serve TLS from these PEM files (C{cafile}: require client certificates it signed)."""
+        with self._lock:
+            if self._service is not None:
+                raise RuntimeError("stop the server before changing its TLS settings")
+            tls = TLSFiles.from_params(certfile, keyfile, cafile)
+            self._config = dataclasses.replace(self._config, tls=tls)
+
+    def isUsingTLS(self) -> bool:
+        """Whether the server serves (or will serve) TLS."""
+        return self._config.tls is not None
+
+    def startAPIServer(self, block: bool = True) -> None:
+        """Start listening; block until L{stopAPIServer} unless C{block=False}.
+
+        Errors in listening (port in use, bad host) are raised here, in the caller's thread.
+        """
+        with self._lock:
+            if self._service is not None:
+                raise RuntimeError("the server is already running")
+            reactor = _running_reactor()
+            service = makeAPIService(self._config, reactor)
+            _call_in_reactor(reactor, _START_TIMEOUT, self._start, service)
+            self._reactor = reactor
+            self._service = service
+            self._stopped = stopped = threading.Event()
+        if block:
+            stopped.wait()
+
+    @staticmethod
+    def _start(service: APIService) -> Any:
+        """On the reactor: start the service and wait until it listens."""
+        service.startService()
+        return service.whenListening()
+
+    def stopAPIServer(self) -> None:
+        """Stop accepting, let running callbacks finish (within the grace period), then return."""
+        with self._lock:
+            service = self._service
+            if service is None:
+                raise RuntimeError("the server is not running")
+            try:
+                _call_in_reactor(self._reactor, self._config.shutdown_grace + _START_TIMEOUT,
+                                 service.stopService)
+            finally:
+                self._service = None
+                self._stopped.set()
+
+    def getSessions(self) -> list[LoginSession]:
+        """A snapshot of the live sessions (from any thread)."""
+        return self._on_reactor(lambda service: service.getSessions(), [])
+
+    def invalidateUserSessions(self, username: str) -> int:
+        """End every session of C{username} and return how many (from any thread)."""
+        return self._on_reactor(lambda service: service.invalidateUserSessions(username), 0)
+
+    def _on_reactor(self, function: Callable[[APIService], T], idle: T) -> T:
+        """Run C{function(service)} on the reactor thread; C{idle} when not running."""
+        service = self._service
+        if service is None:
+            return idle
+        if threadable.isInIOThread():
+            return function(service)
+        result: T = _call_in_reactor(self._reactor, _START_TIMEOUT, function, service)
+        return result
+
+    def __enter__(self) -> ThreadedAPIServer:
+        self.startAPIServer(block=False)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if self._service is not None:
+            self.stopAPIServer()

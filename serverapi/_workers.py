@@ -1,0 +1,96 @@
+"""A fixed pool of daemon worker threads whose results return to the reactor in batches."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet.interfaces import IReactorFromThreads
+
+# A finished job: the function to call on the reactor with (succeeded, value).
+Done = Callable[[bool, Any], None]
+
+
+class CallbackPool(Protocol):
+    """What the core needs from a pool: run C{work} off the reactor, then C{done} on it."""
+
+    def start(self) -> None:
+        """Start the workers."""
+
+    def submit(self, work: Callable[[], Any], done: Done) -> None:
+        """Run C{work()} in a worker; later call C{done(ok, value)} on the reactor thread."""
+
+    def stop(self) -> None:
+        """Ask the workers to exit once idle; never blocks."""
+
+
+class ThreadedCallbackPool:
+    """Runs jobs on C{size} daemon threads and hands results back to the reactor in batches.
+
+    A worker that finishes a job appends the result to a shared list and wakes the reactor only
+    when that list was empty, so under load one wake-up delivers many results.  The threads are
+    daemons: a callback stuck forever can delay nothing but its own request, not a stop or the
+    process exit.
+    """
+
+    def __init__(self, reactor: IReactorFromThreads, size: int, name: str = "serverapi") -> None:
+        self._reactor = reactor
+        self._size = size
+        self._name = name
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Done] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._results: list[tuple[Done, bool, Any]] = []
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Start the worker threads."""
+        for index in range(self._size):
+            thread = threading.Thread(target=self._work, name=f"{self._name}-worker-{index}",
+                                      daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def submit(self, work: Callable[[], Any], done: Done) -> None:
+        """Queue C{work} for a worker."""
+        self._jobs.put((work, done))
+
+    def stop(self) -> None:
+        """Tell every worker to exit after its current job."""
+        for _ in self._threads:
+            self._jobs.put(None)
+
+    def join(self, timeout: float) -> None:
+        """Wait up to C{timeout} seconds in all for the workers to exit (not on the reactor)."""
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _work(self) -> None:
+        """A worker's loop: run jobs until told to stop."""
+        jobs = self._jobs
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            work, done = job
+            try:
+                result: tuple[Done, bool, Any] = (done, True, work())
+            except BaseException as error:  # handed to the reactor, which logs it
+                result = (done, False, error)
+            with self._lock:
+                results = self._results
+                results.append(result)
+                wake = len(results) == 1
+            if wake:
+                self._reactor.callFromThread(self._deliver)
+            del job, work, done, result
+
+    def _deliver(self) -> None:
+        """On the reactor: hand every finished result to its C{done}."""
+        with self._lock:
+            results, self._results = self._results, []
+        for done, ok, value in results:
+            done(ok, value)
