@@ -25,8 +25,8 @@ DEFAULT_ENDPOINT = "tcp:8000:interface=127.0.0.1"
 
 
 def _check_number(name: str, value: object, *, integer: bool = False,
-                  optional: bool = False) -> None:
-    """Raise C{TypeError}/C{ValueError} unless C{value} is a positive finite number."""
+                  optional: bool = False, zero: bool = False) -> None:
+    """Raise C{TypeError}/C{ValueError} unless C{value} is a positive (or zero) finite number."""
     if value is None and optional:
         return
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
@@ -34,8 +34,9 @@ def _check_number(name: str, value: object, *, integer: bool = False,
         kind = "an integer" if integer else "a number"
         extra = " or None" if optional else ""
         raise TypeError(f"{name} must be {kind}{extra}, not {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} must be {'zero or more' if zero else 'positive'}, "
+                         f"got {value!r}")
 
 
 def check_callable(name: str, value: object, arity: int) -> None:
@@ -118,9 +119,10 @@ class ServerConfig:
         for name in ("timeout", "session_check_interval", "callback_timeout",
                      "shutdown_grace", "login_window"):
             _check_number(name, getattr(self, name))
-        for name in ("max_recv_calls_per_request", "max_threads", "max_queued_requests",
-                     "login_attempts", "max_sessions_per_user", "max_sessions"):
+        for name in ("max_recv_calls_per_request", "max_threads", "login_attempts",
+                     "max_sessions_per_user", "max_sessions"):
             _check_number(name, getattr(self, name), integer=True)
+        _check_number("max_queued_requests", self.max_queued_requests, integer=True, zero=True)
         for name in ("session_idle_timeout", "session_max_age"):
             _check_number(name, getattr(self, name), optional=True)
 

@@ -112,6 +112,10 @@ class APIChannel(http.HTTPChannel):
         self.transport.write(raw_error(code, message, secure=secure))
         self.timeoutConnection()
 
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A request or header line longer than Twisted's line limit."""
+        self.refuse(431, "Request header fields too large.")
+
     def _respondToBadRequestAndDisconnect(self) -> None:
         """Twisted's answer to a malformed request, but as a JSON 400."""
         self.refuse(400, "Bad request.")

@@ -1,0 +1,191 @@
+"""Shared test doubles: pools that run on demand, a recording logger, in-memory servers."""
+
+from __future__ import annotations
+
+import json
+from http.cookiejar import DefaultCookiePolicy
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from treq.testing import StubTreq
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+from serverapi import ServerConfig, makeAPIService
+from serverapi._http import APIChannel
+from serverapi._service import APIService
+from serverapi._workers import Done
+
+CREDENTIALS = {"alice": "password123", "bob": "securepassword"}
+JSON = {b"Content-Type": [b"application/json"]}
+
+
+def echo(username: str, token: str, data: dict[str, Any]) -> tuple[bool, bool, dict[str, Any]]:
+    """The seed's example callback: echo the message back."""
+    return False, False, {"echo": data.get("message", ""), "user": username}
+
+
+class SyncPool:
+    """A pool that runs each job at once, on the calling thread."""
+
+    def __init__(self) -> None:
+        self.started = self.stopped = False
+        self.ran = 0
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def submit(self, work: Callable[[], Any], done: Done) -> None:
+        self.ran += 1
+        try:
+            value = work()
+        except BaseException as error:
+            done(False, error)
+        else:
+            done(True, value)
+
+
+class HeldPool(SyncPool):
+    """A pool that keeps jobs until the test releases them (a stand-in for busy workers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs: list[tuple[Callable[[], Any], Done]] = []
+
+    def submit(self, work: Callable[[], Any], done: Done) -> None:
+        self.jobs.append((work, done))
+
+    def release(self, index: int = 0) -> None:
+        """Run one held job and deliver its result."""
+        work, done = self.jobs.pop(index)
+        SyncPool.submit(self, work, done)
+
+
+class RecordingHandler(logging.Handler):
+    """Keeps every log record, with its formatted text and traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def text(self) -> str:
+        """Everything logged, tracebacks included, as one string."""
+        return "\n".join(self.format(record) for record in self.records)
+
+
+_logger_count = 0
+
+
+def recording_logger() -> tuple[logging.Logger, RecordingHandler]:
+    """A fresh logger that records into a handler and does not propagate."""
+    global _logger_count
+    _logger_count += 1
+    logger = logging.getLogger(f"serverapi.test.{_logger_count}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    handler = RecordingHandler()
+    logger.addHandler(handler)
+    return logger, handler
+
+
+class MemoryServer:
+    """A server on a memory reactor with a controllable pool, driven by StubTreq or raw bytes."""
+
+    def __init__(self, pool: SyncPool | None = None, hash_pool: SyncPool | None = None,
+                 **options: Any) -> None:
+        self.logger, self.log = recording_logger()
+        options.setdefault("credentials", CREDENTIALS)
+        options.setdefault("request_callback", echo)
+        options.setdefault("logger", self.logger)
+        self.config = ServerConfig(**options)
+        self.reactor = MemoryReactorClock()
+        self.pool = pool if pool is not None else SyncPool()
+        self.hash_pool = hash_pool if hash_pool is not None else SyncPool()
+        self.service: APIService = makeAPIService(self.config, self.reactor, self.pool,
+                                                  self.hash_pool)
+        self.service.startService()
+        self.treq = StubTreq(self.service.root)
+        # Tests send the session cookie by hand, so the client must not keep cookies itself.
+        client = self.treq.request.__wrapped__.__self__
+        client._cookiejar.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+
+    def post(self, path: str, body: Any = None, *, cookie: str | None = None,
+             headers: dict[bytes, list[bytes]] | None = None, raw: bytes | None = None,
+             method: str = "POST") -> Any:
+        """Send one request through StubTreq and return the response (synchronously)."""
+        all_headers = dict(JSON)
+        if headers:
+            all_headers.update(headers)
+        if cookie is not None:
+            all_headers[b"Cookie"] = [f"sessionToken={cookie}".encode()]
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        deferred = self.treq.request(method, "http://example.test" + path, data=data,
+                                     headers=all_headers)
+        self.treq.flush()
+        return self.result(deferred)
+
+    def result(self, deferred: Any) -> Any:
+        """The value a Deferred already has (pumping StubTreq first)."""
+        self.treq.flush()
+        results: list[Any] = []
+        deferred.addBoth(results.append)
+        if not results:
+            raise AssertionError("the response has not arrived")
+        if hasattr(results[0], "raiseException"):
+            results[0].raiseException()
+        return results[0]
+
+    def body(self, response: Any) -> Any:
+        """The JSON body of a response."""
+        return json.loads(self.result(response.content()))
+
+    def login(self, username: str = "alice", password: str = "password123") -> str:
+        """Log in and return the session token."""
+        response = self.post("/login", {"username": username, "password": password})
+        assert response.code == 200, (response.code, self.body(response))
+        cookie = response.headers.getRawHeaders(b"Set-Cookie")[0].decode()
+        return cookie.split(";", 1)[0].split("=", 1)[1]
+
+    def connect(self) -> tuple[APIChannel, StringTransport]:
+        """Open an in-memory connection to the real site (our channel and request classes)."""
+        address = IPv4Address("TCP", "10.0.0.7", 50000)
+        channel = self.service.site.buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        channel.makeConnection(transport)
+        return channel, transport
+
+    def raw(self, data: bytes) -> tuple[bytes, StringTransport]:
+        """Send raw bytes on a new connection; return what came back and the transport."""
+        channel, transport = self.connect()
+        channel.dataReceived(data)
+        return transport.value(), transport
+
+
+def status_of(raw: bytes) -> int | None:
+    """The status code of the first response in C{raw}, or C{None} if there is none."""
+    if not raw.startswith(b"HTTP/1.1 "):
+        return None
+    return int(raw[9:12])
+
+
+def request_bytes(path: str = "/communicate", body: bytes = b"{}", *, method: str = "POST",
+                  cookie: str | None = None, extra: bytes = b"",
+                  content_type: bytes | None = b"application/json") -> bytes:
+    """A well-formed HTTP/1.1 request as bytes."""
+    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: example.test",
+             b"Content-Length: %d" % len(body)]
+    if content_type is not None:
+        lines.append(b"Content-Type: " + content_type)
+    if cookie is not None:
+        lines.append(b"Cookie: sessionToken=" + cookie.encode())
+    head = b"\r\n".join(lines) + b"\r\n" + extra
+    return head + b"\r\n" + body
