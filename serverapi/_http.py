@@ -78,6 +78,15 @@ class APIChannel(http.HTTPChannel):
             self._deadline = self.callLater(self.site.request_deadline, self._deadline_passed)
         super().dataReceived(data)
 
+    def allHeadersReceived(self) -> None:
+        """Refuse an HTTP/1.1 request without exactly one Host header, then go on as usual."""
+        if self._version == b"HTTP/1.1":
+            hosts = self.requests[-1].requestHeaders.getRawHeaders(b"host")
+            if hosts is None or len(hosts) != 1:
+                self.refuse(400, "Exactly one Host header is required.")
+                return
+        super().allHeadersReceived()
+
     def allContentReceived(self) -> None:
         """The whole request is in: stop its deadline and process it."""
         if self.refused:

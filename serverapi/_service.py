@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -15,6 +15,7 @@ from ._config import ServerConfig
 from ._dispatch import Dispatcher
 from ._http import APISite
 from ._resource import APIContext, RootResource
+from ._responses import close_after_response
 from ._sessions import LoginSession, SessionRegistry
 from ._sweep import SessionSweeper
 from ._throttle import LoginThrottle
@@ -22,6 +23,7 @@ from ._tls import ServerContextFactory
 from ._workers import CallbackPool, ThreadedCallbackPool
 
 HASH_THREADS = 2
+_PENDING = object()
 
 
 class APIService(Service):
@@ -58,52 +60,55 @@ class APIService(Service):
         self.sweeper = SessionSweeper(self.sessions, reactor, config.session_check_interval,
                                       config.logger)
         self.port: IListeningPort | None = None
-        self._listening: Deferred[IListeningPort] | None = None
+        self._outcome: object = None
+        self._waiters: list[Deferred[IListeningPort]] = []
 
     def privilegedStartService(self) -> None:
         """Listen now, raising at once when the endpoint fails synchronously (twistd's case)."""
         super().privilegedStartService()
         self._listen()
-        failures: list[Failure] = []
-        assert self._listening is not None
-        self._listening.addErrback(lambda failure: failures.append(failure) or failure)
-        if failures:
-            self._listening = None
-            failures[0].raiseException()
+        if isinstance(self._outcome, Failure):
+            failure, self._outcome = self._outcome, None
+            failure.raiseException()
 
     def startService(self) -> None:
-        """Start the pools and the sweep, listening first if that has not happened yet."""
-        if self._listening is None:
-            self._listen()
+        """Start the pools and the sweep, then listen unless that has happened already."""
         super().startService()
         for pool in self._pools:
             pool.start()
         self.sweeper.start()
+        if self._outcome is None:
+            self._listen()
 
     def _listen(self) -> None:
         """Begin listening on the configured endpoint."""
+        self._outcome = _PENDING
         endpoint = serverFromString(self.reactor, self.config.endpoint)
-        self._listening = endpoint.listen(self.factory)
-        self._listening.addCallback(self._listened)
+        endpoint.listen(self.factory).addBoth(self._listened)
 
-    def _listened(self, port: IListeningPort) -> IListeningPort:
-        self.port = port
-        self.config.logger.info("serverapi listening on %s%s", port.getHost(),
-                                " with TLS" if self.config.tls else "")
-        return port
+    def _listened(self, outcome: IListeningPort | Failure) -> None:
+        """Record the listening port (or the failure) and tell whoever waits for it."""
+        self._outcome = outcome
+        if isinstance(outcome, Failure):
+            self.running = False
+            self._stop_background()
+        else:
+            self.port = outcome
+            self.config.logger.info("serverapi listening on %s%s", outcome.getHost(),
+                                    " with TLS" if self.config.tls else "")
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(outcome)
 
     def whenListening(self) -> Deferred[IListeningPort]:
         """A Deferred for the listening port, failing if the server cannot listen."""
-        assert self._listening is not None, "startService first"
-        result: Deferred[IListeningPort] = Deferred()
-        self._listening.addBoth(lambda value: (result.callback(value), value)[1])
-        result.addErrback(self._listen_failed)
-        return result
-
-    def _listen_failed(self, failure: Failure) -> Failure:
-        self.running = False
-        self._stop_background()
-        return failure
+        if self._outcome is _PENDING:
+            waiter: Deferred[IListeningPort] = Deferred()
+            self._waiters.append(waiter)
+            return waiter
+        if isinstance(self._outcome, Failure):
+            return fail(self._outcome)
+        return succeed(self._outcome)
 
     def stopService(self) -> Deferred[None]:
         """Stop accepting, let callbacks finish within the grace period, then close everything."""
@@ -114,10 +119,12 @@ class APIService(Service):
             stopped = self.port.stopListening() or succeed(None)
             self.port = None
         for channel in list(self.site.channels):
-            if not channel._handlingRequest:
-                channel.transport.loseConnection()
+            if channel._handlingRequest:
+                for request in channel.requests:
+                    if not request.startedWriting:
+                        close_after_response(request)
             else:
-                channel.persistent = False
+                channel.transport.loseConnection()
         drained = self.callbacks.idle()
         drained.addTimeout(self.config.shutdown_grace, self.reactor,
                            onTimeoutCancel=self._grace_over)

@@ -233,6 +233,9 @@ HOSTILE = [
      b"form-data; boundary=zz\r\nContent-Length: 9\r\n\r\n--zz\r\nbad", 415),
     ("urlencoded form", b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-"
      b"form-urlencoded\r\nContent-Length: 29\r\n\r\nusername=alice&password=secret", 415),
+    ("no host", b"POST /communicate HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 400),
+    ("two hosts", b"POST /communicate HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 2"
+     b"\r\n\r\n{}", 400),
     ("encoded slash", b"POST /communicate%2f HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
      404),
     ("double slash", b"POST //communicate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",

@@ -1,0 +1,66 @@
+"""The dispatcher: capacity, deadlines, late results and waiting for idle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from serverapi._dispatch import Dispatcher
+
+from .helpers import HeldPool
+
+
+class DispatcherTests(SynchronousTestCase):
+    """Dispatcher over a held pool and a fake clock."""
+
+    def setUp(self) -> None:
+        self.pool = HeldPool()
+        self.clock = Clock()
+        self.dispatcher = Dispatcher(self.pool, self.clock, capacity=2, deadline=5)
+        self.events: list[Any] = []
+
+    def submit(self, value: Any) -> None:
+        self.dispatcher.run(lambda: value, lambda ok, v: self.events.append((ok, v)),
+                            lambda: self.events.append("timeout"))
+
+    def test_capacity(self) -> None:
+        """full() turns true at capacity and false once a job returns."""
+        self.submit(1)
+        self.assertFalse(self.dispatcher.full())
+        self.submit(2)
+        self.assertTrue(self.dispatcher.full())
+        self.pool.release()
+        self.assertFalse(self.dispatcher.full())
+        self.assertEqual(self.events, [(True, 1)])
+
+    def test_deadline(self) -> None:
+        """A job past its deadline times out; its late result is dropped but frees the slot."""
+        self.submit(1)
+        self.clock.advance(5)
+        self.assertEqual(self.events, ["timeout"])
+        self.assertEqual(self.dispatcher.in_flight, 1)
+        self.pool.release()
+        self.assertEqual(self.events, ["timeout"])
+        self.assertEqual(self.dispatcher.in_flight, 0)
+
+    def test_errors_delivered(self) -> None:
+        """An exception in the job arrives as (False, exception)."""
+        self.dispatcher.run(lambda: 1 / 0, lambda ok, v: self.events.append((ok, type(v))),
+                            lambda: None)
+        self.pool.release()
+        self.assertEqual(self.events, [(False, ZeroDivisionError)])
+
+    def test_idle(self) -> None:
+        """idle() fires at once when nothing runs, else when the last job returns."""
+        fired: list[None] = []
+        self.dispatcher.idle().addCallback(fired.append)
+        self.assertEqual(fired, [None])
+        self.submit(1)
+        self.submit(2)
+        self.dispatcher.idle().addCallback(fired.append)
+        self.pool.release()
+        self.assertEqual(fired, [None])
+        self.pool.release()
+        self.assertEqual(fired, [None, None])

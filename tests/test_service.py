@@ -1,0 +1,102 @@
+"""The core factory: what the service listens on, and how it starts and stops."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.error import CannotListenError, ConnectionDone
+from twisted.python.failure import Failure
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from serverapi import ServerConfig, makeAPIService
+from serverapi._http import APISite
+
+from .helpers import CREDENTIALS, HeldPool, MemoryServer, SyncPool, echo, request_bytes, status_of
+
+
+class RefusingReactor(MemoryReactorClock):
+    """A memory reactor on which every listen fails, like a port already in use."""
+
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50,
+                  interface: str = "") -> Any:
+        raise CannotListenError(interface, port, OSError(98, "Address already in use"))
+
+
+class ServiceTests(SynchronousTestCase):
+    """makeAPIService on a memory reactor."""
+
+    def test_listens_on_endpoint(self) -> None:
+        """The service listens where its endpoint says, serving the API site over plain TCP."""
+        server = MemoryServer(endpoint="tcp:port=8123:interface=127.0.0.2")
+        [(port, factory, _, interface)] = server.reactor.tcpServers
+        self.assertEqual((port, interface), (8123, "127.0.0.2"))
+        self.assertIsInstance(factory, APISite)
+        self.assertIs(factory, server.service.site)
+        self.assertEqual(server.reactor.sslServers, [])
+        self.assertTrue(server.pool.started and server.hash_pool.started)
+        self.assertEqual(factory.timeOut, 5.0)
+        self.assertFalse(factory._parsePOSTFormSubmission)
+
+    def test_listen_failure_raises_synchronously(self) -> None:
+        """privilegedStartService raises the listen error (twistd exits with it)."""
+        config = ServerConfig(credentials=CREDENTIALS, request_callback=echo)
+        service = makeAPIService(config, RefusingReactor(), SyncPool(), SyncPool())
+        self.assertRaises(CannotListenError, service.privilegedStartService)
+
+    def test_listen_failure_in_when_listening(self) -> None:
+        """startService + whenListening report the listen error and stop the pools."""
+        config = ServerConfig(credentials=CREDENTIALS, request_callback=echo)
+        pool = SyncPool()
+        service = makeAPIService(config, RefusingReactor(), pool, SyncPool())
+        service.startService()
+        self.failureResultOf(service.whenListening(), CannotListenError)
+        self.assertTrue(pool.stopped)
+        self.assertFalse(service.running)
+
+    def test_stop_waits_for_callbacks(self) -> None:
+        """Stopping closes idle connections, waits for a running callback, then finishes."""
+        pool = HeldPool()
+        server = MemoryServer(pool=pool, shutdown_grace=10)
+        token = server.login()
+        busy, busy_transport = server.connect()
+        busy.dataReceived(request_bytes(cookie=token))
+        idle, idle_transport = server.connect()
+        stopped = server.service.stopService()
+        self.assertNoResult(stopped)
+        self.assertTrue(idle_transport.disconnecting)
+        self.assertFalse(busy_transport.disconnecting)
+        pool.release()
+        self.successResultOf(stopped)
+        self.assertEqual(status_of(busy_transport.value()), 200)
+        self.assertIn(b"Connection: close", busy_transport.value())
+        self.assertTrue(pool.stopped)
+        self.assertEqual(server.service.getSessions(), [])
+
+    def test_stop_grace_period(self) -> None:
+        """A callback stuck past shutdown_grace does not hold the stop; its connection is cut."""
+        pool = HeldPool()
+        server = MemoryServer(pool=pool, shutdown_grace=3)
+        token = server.login()
+        busy, busy_transport = server.connect()
+        busy.dataReceived(request_bytes(cookie=token))
+        stopped = server.service.stopService()
+        server.reactor.advance(2.9)
+        self.assertNoResult(stopped)
+        server.reactor.advance(0.1)
+        self.successResultOf(stopped)
+        self.assertTrue(busy_transport.disconnected or busy_transport.disconnecting)
+        self.assertIn("still running", server.log.text)
+        busy.connectionLost(Failure(ConnectionDone()))  # what the reactor does after an abort
+        pool.release()  # the late result is dropped without error
+        self.assertEqual(busy_transport.value(), b"")
+
+    def test_session_management(self) -> None:
+        """getSessions and invalidateUserSessions see and end live sessions."""
+        server = MemoryServer()
+        tokens = [server.login(), server.login(), server.login("bob", "securepassword")]
+        self.assertEqual(sorted(s.get_username() for s in server.service.getSessions()),
+                         ["alice", "alice", "bob"])
+        self.assertEqual(server.service.invalidateUserSessions("alice"), 2)
+        self.assertEqual(server.post("/communicate", {}, cookie=tokens[0]).code, 401)
+        self.assertEqual(server.post("/communicate", {}, cookie=tokens[2]).code, 200)

@@ -1,0 +1,83 @@
+"""ThreadedCallbackPool: real threads, results handed to the reactor in batches."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from serverapi._workers import ThreadedCallbackPool
+
+
+class FakeReactor:
+    """Collects callFromThread calls so the test runs them, as the reactor thread would."""
+
+    def __init__(self) -> None:
+        self.calls: list[Callable[[], Any]] = []
+        self.lock = threading.Lock()
+
+    def callFromThread(self, function: Callable[..., Any], *args: Any) -> None:
+        with self.lock:
+            self.calls.append(lambda: function(*args))
+
+    def run_pending(self) -> int:
+        with self.lock:
+            calls, self.calls = self.calls, []
+        for call in calls:
+            call()
+        return len(calls)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll C{predicate} until it holds or C{timeout} passes (thread hand-offs only)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        threading.Event().wait(0.001)
+    return True
+
+
+class PoolTests(SynchronousTestCase):
+    """The worker threads and the batched hand-back."""
+
+    def setUp(self) -> None:
+        self.reactor = FakeReactor()
+        self.pool = ThreadedCallbackPool(self.reactor, 3, name="test")
+        self.pool.start()
+        self.addCleanup(self.pool.join, 5)
+        self.addCleanup(self.pool.stop)
+
+    def test_runs_off_thread_and_delivers(self) -> None:
+        """Work runs in a daemon worker; results and errors come back through the reactor."""
+        results: list[Any] = []
+        self.pool.submit(lambda: threading.current_thread(), lambda ok, v: results.append(v))
+        self.pool.submit(lambda: 1 / 0, lambda ok, v: results.append((ok, type(v))))
+        self.assertTrue(wait_until(lambda: self.reactor.run_pending() >= 0 and len(results) == 2))
+        worker = next(r for r in results if isinstance(r, threading.Thread))
+        self.assertTrue(worker.daemon)
+        self.assertNotEqual(worker, threading.current_thread())
+        self.assertIn((False, ZeroDivisionError), results)
+
+    def test_batches(self) -> None:
+        """Results finished while the reactor is busy arrive in one wake-up."""
+        gate = threading.Event()
+        results: list[int] = []
+        for value in range(3):
+            self.pool.submit(lambda value=value: gate.wait(10) and value,
+                             lambda ok, v: results.append(v))
+        gate.set()
+        self.assertTrue(wait_until(lambda: len(self.pool._results) == 3))
+        self.assertEqual(self.reactor.run_pending(), 1)
+        self.assertEqual(sorted(results), [0, 1, 2])
+
+    def test_stop_does_not_wait_for_stuck_work(self) -> None:
+        """stop() returns while a job is still running; the stuck thread is a daemon."""
+        gate = threading.Event()
+        self.pool.submit(lambda: gate.wait(10), lambda ok, v: None)
+        self.pool.stop()
+        self.assertTrue(all(thread.daemon for thread in self.pool._threads))
+        gate.set()
