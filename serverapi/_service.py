@@ -119,7 +119,7 @@ class APIService(Service):
             stopped = self.port.stopListening() or succeed(None)
             self.port = None
         for channel in list(self.site.channels):
-            if channel._handlingRequest:
+            if channel.requests:
                 for request in channel.requests:
                     if not request.startedWriting:
                         close_after_response(request)
@@ -138,9 +138,12 @@ class APIService(Service):
                                    "%ss", self.callbacks.in_flight, timeout)
 
     def _finish_stop(self) -> None:
-        """Close what is left and let the workers go."""
+        """Close what is left (cutting requests still in a callback) and let the workers go."""
         for channel in list(self.site.channels):
-            channel.transport.abortConnection()
+            if channel.requests:
+                channel.transport.abortConnection()
+            else:
+                channel.transport.loseConnection()
         self._stop_background()
         self.sessions.end_all("server stopped")
 

@@ -177,6 +177,10 @@ class ThreadedAPIServer:
             service = self._service
             if service is None:
                 raise RuntimeError("the server is not running")
+            if threadable.isInIOThread():
+                raise RuntimeError("stopAPIServer waits for the reactor, so it cannot be called "
+                                   "from the reactor thread (for example from a validity "
+                                   "callback)")
             try:
                 _call_in_reactor(self._reactor, self._config.shutdown_grace + _START_TIMEOUT,
                                  service.stopService)

@@ -1,0 +1,105 @@
+"""ThreadedAPIServer over real sockets, run in a child process (see facade_scenarios)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@functools.cache
+def scenario_results() -> dict[str, Any]:
+    """Run every scenario once in a child process and return its results."""
+    completed = subprocess.run([sys.executable, "-m", "tests.facade_scenarios"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=180)
+    lines = completed.stdout.strip().splitlines()
+    if not lines:
+        raise AssertionError(f"the scenario process printed nothing:\n{completed.stderr}")
+    results: dict[str, Any] = json.loads(lines[-1])
+    return results
+
+
+class FacadeTests(SynchronousTestCase):
+    """Each test checks one scenario's outcome."""
+
+    def outcome(self, name: str) -> Any:
+        result = scenario_results()[name]
+        if "error" in result:
+            self.fail(result["error"])
+        return result["ok"]
+
+    def test_non_blocking_start(self) -> None:
+        """block=False returns once listening on a real port; callbacks run in a worker."""
+        result = self.outcome("non_blocking_start")
+        self.assertEqual((result["port_nonzero"], result["status"], result["user"]),
+                         (True, 200, "alice"))
+        self.assertTrue(result["thread"].startswith("serverapi-worker-"), result["thread"])
+
+    def test_keep_alive(self) -> None:
+        """Twenty requests on one connection all succeed."""
+        self.assertEqual(self.outcome("keep_alive"), [200] * 20)
+
+    def test_blocking_start(self) -> None:
+        """A blocking start serves, and returns when another thread stops the server."""
+        self.assertEqual(self.outcome("blocking_start_returns_on_stop"),
+                         {"listening": True, "served": 200, "returned_early": False,
+                          "returned": True})
+
+    def test_keyboard_interrupt(self) -> None:
+        """Ctrl-C interrupts the blocked start; the server still serves until stopped."""
+        self.assertEqual(self.outcome("keyboard_interrupt"),
+                         {"interrupted": True, "served_after": 200})
+
+    def test_bind_errors(self) -> None:
+        """Port in use and a bad host raise in the caller's thread."""
+        result = self.outcome("bind_errors")
+        self.assertEqual(result["errors"], ["CannotListenError", "CannotListenError"])
+        self.assertEqual((result["first_still"], result["second_now"]), (200, 200))
+
+    def test_restart(self) -> None:
+        """Start, stop, start again, three times; the port is closed after stop."""
+        self.assertEqual(self.outcome("restart"),
+                         {"results": [200, 200, 200], "refused_after_stop": True})
+
+    def test_two_servers(self) -> None:
+        """Two servers at once, each with its own session table."""
+        self.assertEqual(self.outcome("two_servers"), {"results": [200, 200],
+                                                       "counts": [1, 1]})
+
+    def test_double_start_and_stop(self) -> None:
+        """Starting a running server or stopping a stopped one is a RuntimeError."""
+        self.assertEqual(self.outcome("stop_twice"),
+                         {"double_start": "RuntimeError", "double_stop": "RuntimeError"})
+
+    def test_threads(self) -> None:
+        """Callbacks run in workers, validity checks on the reactor thread, neither in main."""
+        result = self.outcome("threads_used")
+        self.assertTrue(result["callback_thread"].startswith("serverapi-worker-"))
+        self.assertEqual(result["validity_threads"], ["serverapi-reactor"])
+
+    def test_force_close(self) -> None:
+        """force_close sends Connection: close and closes the socket."""
+        self.assertEqual(self.outcome("force_close"),
+                         {"status": 200, "connection": "close", "closed": True})
+
+    def test_stop_waits(self) -> None:
+        """stopAPIServer waits for a running callback, whose answer is delivered."""
+        self.assertEqual(self.outcome("stop_waits_for_callback"),
+                         {"answer": [200], "waited": True})
+
+    def test_stuck_callback(self) -> None:
+        """A stuck callback holds the stop only for shutdown_grace."""
+        self.assertEqual(self.outcome("stuck_callback_does_not_hang_stop"),
+                         {"took_under_5s": True, "took_at_least_grace": True})
+
+    def test_reactor_thread_guard(self) -> None:
+        """stopAPIServer from the reactor thread is refused; getSessions works there."""
+        self.assertEqual(self.outcome("stop_from_reactor_thread_refused"),
+                         {"error": True, "sessions": 1})
