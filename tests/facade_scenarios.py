@@ -8,27 +8,21 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import socket
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 from serverapi import ThreadedAPIServer
 
+from .scenarios import ScenarioSet
+
 CREDENTIALS = {"alice": "password123"}
 JSON_HEADERS = {"Content-Type": "application/json"}
-SCENARIOS: dict[str, Callable[[], Any]] = {}
-
-
-def scenario(function: Callable[[], Any]) -> Callable[[], Any]:
-    """Register a scenario under its function name."""
-    SCENARIOS[function.__name__] = function
-    return function
+scenario = ScenarioSet()
 
 
 def echo(username: str, token: str, data: dict[str, Any]) -> tuple[bool, bool, dict[str, Any]]:
@@ -299,18 +293,5 @@ def stop_from_reactor_thread_refused() -> Any:
             "sessions": holder.get("sessions")}
 
 
-def main(names: list[str]) -> None:
-    """Run the named scenarios (all by default) and print one JSON object of results."""
-    results: dict[str, Any] = {}
-    for name in names or list(SCENARIOS):
-        try:
-            results[name] = {"ok": SCENARIOS[name]()}
-        except BaseException:
-            results[name] = {"error": traceback.format_exc()}
-    sys.stdout.write(json.dumps(results) + "\n")
-    sys.stdout.flush()
-    os._exit(0)
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    scenario.main(sys.argv[1:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from http.cookiejar import DefaultCookiePolicy
 import logging
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from serverapi._http import APIChannel
 from serverapi._service import APIService
 from serverapi._workers import Done
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CREDENTIALS = {"alice": "password123", "bob": "securepassword"}
 JSON = {b"Content-Type": [b"application/json"]}
 
@@ -189,3 +191,10 @@ def request_bytes(path: str = "/communicate", body: bytes = b"{}", *, method: st
         lines.append(b"Cookie: sessionToken=" + cookie.encode())
     head = b"\r\n".join(lines) + b"\r\n" + extra
     return head + b"\r\n" + body
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a child Python process that imports this checkout's serverapi."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    return env

@@ -10,6 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from serverapi import hashPassword
 from serverapi._passwords import CredentialStore, PasswordHash, parse_hash
 
+from .helpers import child_env
+
 PBKDF2_HASH = ("$pbkdf2-sha256$i=1000$c2FsdHNhbHRzYWx0c2FsdA$"
                "8nX7hwFEzIB8aPajJTYK8weHQc5Ngz0pFVAKvSu4jQA")
 
@@ -88,13 +90,13 @@ class CommandTests(SynchronousTestCase):
         """Given a password on standard input, it prints a hash of it."""
         result = subprocess.run([sys.executable, "-m", "serverapi", "hash-password"],
                                 input="from-stdin\n", capture_output=True, text=True,
-                                check=True)
+                                check=True, env=child_env())
         parsed = parse_hash(result.stdout.strip())
         self.assertTrue(parsed and parsed.verify("from-stdin"))
 
     def test_empty_refused(self) -> None:
         """An empty password is refused with exit status 1."""
         result = subprocess.run([sys.executable, "-m", "serverapi", "hash-password"],
-                                input="\n", capture_output=True, text=True)
+                                input="\n", capture_output=True, text=True, env=child_env())
         self.assertEqual(result.returncode, 1)
         self.assertIn("empty", result.stderr)

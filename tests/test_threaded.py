@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import functools
-import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@functools.cache
-def scenario_results() -> dict[str, Any]:
-    """Run every scenario once in a child process and return its results."""
-    completed = subprocess.run([sys.executable, "-m", "tests.facade_scenarios"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=180)
-    lines = completed.stdout.strip().splitlines()
-    if not lines:
-        raise AssertionError(f"the scenario process printed nothing:\n{completed.stderr}")
-    results: dict[str, Any] = json.loads(lines[-1])
-    return results
+from .scenarios import outcome
 
 
 class FacadeTests(SynchronousTestCase):
     """Each test checks one scenario's outcome."""
 
     def outcome(self, name: str) -> Any:
-        result = scenario_results()[name]
-        if "error" in result:
-            self.fail(result["error"])
-        return result["ok"]
+        return outcome(self, "tests.facade_scenarios", name)
 
     def test_non_blocking_start(self) -> None:
         """block=False returns once listening on a real port; callbacks run in a worker."""

@@ -1,0 +1,251 @@
+"""The twistd front door: C{twistd serverapi} options and the service they make."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import signal
+import stat
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python import usage
+
+from ._config import COOKIE_LEVELS, DEFAULT_ENDPOINT, ServerConfig, check_callable
+from ._passwords import parse_hash
+from ._service import makeAPIService
+from ._tls import TLSFiles
+
+_NUMBERS: list[tuple[str, type, str]] = [
+    ("timeout", float, "Seconds a connection may stay silent; a request must arrive "
+                       "within 3x this."),
+    ("max-recv-calls", int, "Body cap in units of 4096 bytes (1024 = 4 MiB)."),
+    ("session-check-interval", float, "Seconds between session validity sweeps."),
+    ("callback-timeout", float, "Seconds a callback may run before the client gets 503."),
+    ("max-threads", int, "Callback worker threads."),
+    ("max-queued-requests", int, "Callbacks waiting for a worker before 503."),
+    ("shutdown-grace", float, "Seconds a stop waits for running callbacks."),
+    ("login-attempts", int, "Failed logins per username within the window before 429."),
+    ("login-window", float, "Seconds of the failed-login window."),
+    ("max-sessions-per-user", int, "Sessions per user; the oldest ends beyond this."),
+    ("max-sessions", int, "Sessions in all; logins beyond this get 503."),
+    ("session-idle-timeout", float, "End sessions idle this many seconds (default: never)."),
+    ("session-max-age", float, "End sessions this many seconds old (default: never)."),
+]
+_DEFAULTS = {"timeout": "5", "max-recv-calls": "1024", "session-check-interval": "1",
+             "callback-timeout": "30", "max-threads": "10", "max-queued-requests": "100",
+             "shutdown-grace": "10", "login-attempts": "5", "login-window": "60",
+             "max-sessions-per-user": "64", "max-sessions": "100000"}
+
+
+def load_credentials(path: str) -> dict[str, str]:
+    """Read a credentials JSON file, raising C{UsageError} that says what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as error:
+        raise usage.UsageError(f"--credentials: cannot read {path!r}: "
+                               f"{error.strerror or error}") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise usage.UsageError(f"--credentials: {path!r} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise usage.UsageError(f"--credentials: {path!r} must hold a JSON object of "
+                               "username -> password")
+    if not data:
+        raise usage.UsageError(f"--credentials: {path!r} holds no users")
+    for username, password in data.items():
+        if not username or not isinstance(password, str) or not password:
+            raise usage.UsageError(f"--credentials: the entry for {username!r} in {path!r} "
+                                   "must be a non-empty username with a non-empty string "
+                                   "password or hash")
+    return data
+
+
+def import_callable(option: str, path: str, arity: int) -> Callable[..., Any]:
+    """Import C{MODULE:NAME}, raising C{UsageError} unless it is a callable of C{arity} args."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise usage.UsageError(f"--{option}: {path!r} must look like package.module:function")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as error:
+        raise usage.UsageError(f"--{option}: cannot import {module_name!r}: "
+                               f"{type(error).__name__}: {error}") from None
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise usage.UsageError(f"--{option}: {module_name!r} has no {attribute!r}") from None
+    try:
+        check_callable(f"--{option} {path}", target, arity)
+    except TypeError as error:
+        raise usage.UsageError(str(error)) from None
+    return target  # type: ignore[no-any-return]
+
+
+class Options(usage.Options):
+    """Options of C{twistd serverapi}."""
+
+    synopsis = "--credentials FILE --callback MODULE:NAME [options]"
+    longdesc = ("Serve POST /login, /logout and /communicate, handing logged-in users' JSON to "
+                "the callback.  Every option below has a keyword of the same name (with "
+                "underscores) in serverapi.ThreadedAPIServer.")
+    optParameters = [
+        ["listen", None, DEFAULT_ENDPOINT, "Endpoint to listen on (a Twisted endpoint "
+                                           "description)."],
+        ["credentials", None, None, "JSON file {\"username\": \"password or hash\", ...}."],
+        ["callback", None, None, "Request callback, as package.module:function, called with "
+                                 "(username, session_token, data)."],
+        ["validity-callback", None, None, "Session validity callback, as "
+                                          "package.module:function, called with (session)."],
+        ["tls-cert", None, None, "PEM certificate (chain) file: serve TLS."],
+        ["tls-key", None, None, "PEM private key file for --tls-cert."],
+        ["tls-ca", None, None, "PEM CA file: require client certificates it signed."],
+        ["cookie-level", None, "Strict", f"SameSite level: {', '.join(COOKIE_LEVELS)}."],
+    ] + [[name, None, _DEFAULTS.get(name), text] for name, _, text in _NUMBERS]
+
+    config: ServerConfig
+    warnings: list[str]
+
+    def postOptions(self) -> None:
+        """Check every option and build the server configuration."""
+        self.warnings = []
+        for required in ("credentials", "callback"):
+            if self[required] is None:
+                raise usage.UsageError(f"--{required} is required")
+        try:
+            serverFromString(None, self["listen"])
+        except Exception as error:
+            raise usage.UsageError(f"--listen: {self['listen']!r} is not a valid endpoint: "
+                                   f"{error}") from None
+        self["credentials"] = self._credentials(self["credentials"])
+        self["callback"] = import_callable("callback", self["callback"], 3)
+        if self["validity-callback"] is not None:
+            self["validity-callback"] = import_callable("validity-callback",
+                                                        self["validity-callback"], 1)
+        if self["cookie-level"] not in COOKIE_LEVELS:
+            raise usage.UsageError(f"--cookie-level must be one of {', '.join(COOKIE_LEVELS)}"
+                                   f", not {self['cookie-level']!r}")
+        for name, kind, _ in _NUMBERS:
+            self[name] = self._number(name, kind)
+        self["tls"] = self._tls()
+        try:
+            self.config = ServerConfig(
+                endpoint=self["listen"], credentials=self["credentials"],
+                request_callback=self["callback"],
+                session_validity_callback=self["validity-callback"],
+                login_cookie_level=self["cookie-level"], logger=daemon_logger(),
+                tls=self["tls"], **{name.replace("-", "_"): self[name] for name, _, _ in _NUMBERS
+                                    if name != "max-recv-calls"},
+                max_recv_calls_per_request=self["max-recv-calls"])
+        except (TypeError, ValueError) as error:
+            raise usage.UsageError(str(error).replace("_", "-")) from None
+
+    def _credentials(self, path: str) -> dict[str, str]:
+        """Load the credentials, noting a warning if plaintext passwords are world-readable."""
+        credentials = load_credentials(path)
+        plaintext = [user for user, value in credentials.items() if parse_hash(value) is None]
+        mode = os.stat(path).st_mode
+        if plaintext and mode & (stat.S_IRGRP | stat.S_IROTH):
+            self.warnings.append(
+                f"{path} holds plaintext passwords and is readable by other users; "
+                f"hash them with 'python -m serverapi hash-password' or chmod 600 it")
+        return credentials
+
+    def _number(self, name: str, kind: type) -> Any:
+        """Parse a numeric option: positive (zero allowed for the queue), or None if unset."""
+        text = self[name]
+        if text is None:
+            return None
+        try:
+            value = kind(text)
+        except ValueError:
+            raise usage.UsageError(f"--{name} must be {'an integer' if kind is int else 'a number'}"
+                                   f", not {text!r}") from None
+        if not value > 0 and not (value == 0 and name == "max-queued-requests"):
+            raise usage.UsageError(f"--{name} must be positive, not {text!r}")
+        return value
+
+    def _tls(self) -> TLSFiles | None:
+        """Check the TLS files and their combination."""
+        try:
+            return TLSFiles.from_params(self["tls-cert"], self["tls-key"], self["tls-ca"])
+        except (ValueError, OSError) as error:
+            message = str(error)
+            for name in ("certfile", "keyfile", "cafile"):
+                message = message.replace(name, "--tls-" + {"certfile": "cert",
+                                                            "keyfile": "key",
+                                                            "cafile": "ca"}[name])
+            raise usage.UsageError(message) from None
+
+
+class _TwistedLogHandler(logging.Handler):
+    """Forwards the core's stdlib log records into twisted.logger (twistd's log)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self._log = Logger(namespace="serverapi")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        if record.levelno >= logging.ERROR:
+            self._log.error("{text}", text=text)
+        elif record.levelno >= logging.WARNING:
+            self._log.warn("{text}", text=text)
+        else:
+            self._log.info("{text}", text=text)
+
+
+def daemon_logger() -> logging.Logger:
+    """The logger the daemon's core writes to: it ends up in twistd's log."""
+    logger = logging.getLogger("serverapi.daemon")
+    if not any(isinstance(handler, _TwistedLogHandler) for handler in logger.handlers):
+        logger.addHandler(_TwistedLogHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
+class GracefulSIGTERM(Service):
+    """Makes SIGTERM an ordinary stop: services stop gracefully and twistd exits with 0.
+
+    (twistd's own handler stops the reactor too, but then re-raises the signal at exit, so the
+    process ends "killed by SIGTERM" and unflushed log lines are lost.)
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        self._reactor.callWhenRunning(self._install)
+
+    def _install(self) -> None:
+        """Replace the reactor's SIGTERM handler once the reactor has installed its own."""
+        signal.signal(signal.SIGTERM, self._received)
+
+    def _received(self, number: int, frame: Any) -> None:
+        self._reactor.callFromThread(self._stop)
+
+    def _stop(self) -> None:
+        Logger(namespace="serverapi").info("Received SIGTERM, stopping gracefully.")
+        if self._reactor.running:
+            self._reactor.stop()
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """Assemble the daemon's service from the same core factory the library uses."""
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+        reactor = global_reactor
+    for warning in options.warnings:
+        options.config.logger.warning("%s", warning)
+    parent = MultiService()
+    makeAPIService(options.config, reactor).setServiceParent(parent)
+    GracefulSIGTERM(reactor).setServiceParent(parent)
+    return parent

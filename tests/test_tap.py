@@ -1,0 +1,316 @@
+"""The twistd plugin: discovery, options, makeService, and a real twistd process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from typing import Any
+
+from twisted.application.service import IServiceMaker
+from twisted.internet.testing import MemoryReactorClock
+from twisted.plugin import getPlugins
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from serverapi import tap
+from serverapi._http import APISite
+from serverapi._service import APIService
+
+from .helpers import ROOT, child_env, echo
+
+HANDLER = "tests.test_tap:handler"
+
+
+def handler(username: str, token: str, data: dict[str, Any]) -> tuple[bool, bool, dict]:
+    """A request callback importable by path."""
+    return echo(username, token, data)
+
+
+def checker(session: Any) -> bool:
+    """A validity callback importable by path."""
+    return True
+
+
+def two_args(a: Any, b: Any) -> None:
+    """A callable with the wrong number of arguments."""
+
+
+NOT_CALLABLE = 42
+
+
+class Files:
+    """Temporary files for option tests."""
+
+    def __init__(self, case: SynchronousTestCase) -> None:
+        self.dir = tempfile.mkdtemp()
+        case.addCleanup(shutil.rmtree, self.dir)
+
+    def write(self, name: str, text: str, mode: int = 0o600) -> str:
+        path = os.path.join(self.dir, name)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(path, mode)
+        return path
+
+
+class PluginTests(SynchronousTestCase):
+    """twistd finds the plugin."""
+
+    def test_discovered(self) -> None:
+        """getPlugins(IServiceMaker) finds tapname serverapi pointing at serverapi.tap."""
+        makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+        self.assertIn("serverapi", makers)
+        self.assertIs(makers["serverapi"].options, tap.Options)
+
+    def test_installed_package(self) -> None:
+        """A non-editable install carries the plugin: `twistd --help` lists serverapi."""
+        work = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, work)
+        source = os.path.join(work, "src")
+        shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "_trial_temp*", "__pycache__"))
+        target = os.path.join(work, "site")
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                        "--target", target, source],
+                       check=True, capture_output=True)
+        self.assertTrue(os.path.exists(os.path.join(target, "twisted", "plugins",
+                                                    "serverapi_plugin.py")))
+        self.assertFalse(os.path.exists(os.path.join(target, "twisted", "__init__.py")))
+        self.assertTrue(os.path.exists(os.path.join(target, "serverapi", "py.typed")))
+        env = dict(os.environ, PYTHONPATH=target)
+        result = subprocess.run(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--help"],
+            cwd=work, env=env, capture_output=True, text=True)
+        self.assertIn("serverapi", result.stdout)
+        self.assertIn("login-protected JSON API", result.stdout)
+
+
+class OptionsTests(SynchronousTestCase):
+    """tap.Options parsing: good input as a whole dict, and every bad input."""
+
+    def setUp(self) -> None:
+        self.files = Files(self)
+        self.creds = self.files.write("creds.json", json.dumps({"alice": "password123"}))
+
+    def parse(self, *args: str) -> tap.Options:
+        options = tap.Options()
+        options.parseOptions(list(args))
+        return options
+
+    def test_defaults(self) -> None:
+        """The minimal command line gives every default."""
+        options = self.parse("--credentials", self.creds, "--callback", HANDLER)
+        self.assertEqual(dict(options), {
+            "listen": "tcp:8000:interface=127.0.0.1", "credentials": {"alice": "password123"},
+            "callback": handler, "validity-callback": None, "tls-cert": None, "tls-key": None,
+            "tls-ca": None, "cookie-level": "Strict", "timeout": 5.0, "max-recv-calls": 1024,
+            "session-check-interval": 1.0, "callback-timeout": 30.0, "max-threads": 10,
+            "max-queued-requests": 100, "shutdown-grace": 10.0, "login-attempts": 5,
+            "login-window": 60.0, "max-sessions-per-user": 64, "max-sessions": 100000,
+            "session-idle-timeout": None, "session-max-age": None, "tls": None})
+        self.assertEqual(options.config.endpoint, "tcp:8000:interface=127.0.0.1")
+        self.assertEqual(options.warnings, [])
+
+    def test_everything(self) -> None:
+        """Every option given is parsed into the dict and the configuration."""
+        options = self.parse(
+            "--listen", "tcp:0:interface=127.0.0.1", "--credentials", self.creds,
+            "--callback", HANDLER, "--validity-callback", "tests.test_tap:checker",
+            "--cookie-level", "Lax", "--timeout", "2.5", "--max-recv-calls", "16",
+            "--session-check-interval", "0.5", "--callback-timeout", "3", "--max-threads", "4",
+            "--max-queued-requests", "0", "--shutdown-grace", "1", "--login-attempts", "7",
+            "--login-window", "30", "--max-sessions-per-user", "2", "--max-sessions", "9",
+            "--session-idle-timeout", "600", "--session-max-age", "3600")
+        expected = {
+            "listen": "tcp:0:interface=127.0.0.1", "credentials": {"alice": "password123"},
+            "callback": handler, "validity-callback": checker, "tls-cert": None,
+            "tls-key": None, "tls-ca": None, "cookie-level": "Lax", "timeout": 2.5,
+            "max-recv-calls": 16, "session-check-interval": 0.5, "callback-timeout": 3.0,
+            "max-threads": 4, "max-queued-requests": 0, "shutdown-grace": 1.0,
+            "login-attempts": 7, "login-window": 30.0, "max-sessions-per-user": 2,
+            "max-sessions": 9, "session-idle-timeout": 600.0, "session-max-age": 3600.0,
+            "tls": None}
+        self.assertEqual(dict(options), expected)
+        config = options.config
+        self.assertEqual((config.max_body_bytes, config.session_validity_callback,
+                          config.max_queued_requests, config.session_max_age),
+                         (16 * 4096, checker, 0, 3600.0))
+
+    def test_bad_input(self) -> None:
+        """Each bad input is a UsageError naming the option and the problem."""
+        files = self.files
+        unreadable = files.write("secret.json", "{}", 0o000)
+        cases: list[tuple[list[str], str]] = [
+            ([], "--credentials is required"),
+            (["--credentials", self.creds], "--callback is required"),
+            (["--credentials", "/nonexistent.json", "--callback", HANDLER], "cannot read"),
+            (["--credentials", files.write("bad.json", "{nope"), "--callback", HANDLER],
+             "not valid JSON"),
+            (["--credentials", files.write("list.json", "[1]"), "--callback", HANDLER],
+             "must hold a JSON object"),
+            (["--credentials", files.write("empty.json", "{}"), "--callback", HANDLER],
+             "holds no users"),
+            (["--credentials", files.write("num.json", '{"a": 1}'), "--callback", HANDLER],
+             "entry for 'a'"),
+            (["--credentials", self.creds, "--callback", "nomodule_xyz:f"], "cannot import"),
+            (["--credentials", self.creds, "--callback", "tests.test_tap:missing"],
+             "has no 'missing'"),
+            (["--credentials", self.creds, "--callback", "tests.test_tap"],
+             "must look like package.module:function"),
+            (["--credentials", self.creds, "--callback", "tests.test_tap:NOT_CALLABLE"],
+             "must be callable"),
+            (["--credentials", self.creds, "--callback", "tests.test_tap:two_args"],
+             "must accept 3 positional arguments"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--validity-callback",
+              "tests.test_tap:two_args"], "must accept 1 positional argument"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--cookie-level", "strict"],
+             "--cookie-level must be one of"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--timeout", "0"],
+             "--timeout must be positive"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--timeout", "-1"],
+             "--timeout must be positive"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--timeout", "soon"],
+             "--timeout must be a number"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--max-threads", "2.5"],
+             "--max-threads must be an integer"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--timeout", "nan"],
+             "--timeout must be positive"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--listen", "bogus:1"],
+             "--listen"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--tls-cert", self.creds],
+             "--tls-cert and --tls-key must be given together"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--tls-ca", self.creds],
+             "--tls-ca requires --tls-cert and --tls-key"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--tls-cert", "/nope.pem",
+              "--tls-key", "/nope.pem"], "--tls-cert '/nope.pem' does not exist"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--tls-cert", self.creds,
+              "--tls-key", self.creds], "--tls-cert"),
+        ]
+        if os.geteuid() != 0:  # root reads any file
+            cases.append((["--credentials", unreadable, "--callback", HANDLER], "cannot read"))
+        for args, message in cases:
+            with self.assertRaises(UsageError, msg=str(args)) as caught:
+                self.parse(*args)
+            self.assertIn(message, str(caught.exception), args)
+
+    def test_world_readable_plaintext_warns(self) -> None:
+        """A credentials file with plaintext passwords readable by others gets a warning."""
+        readable = self.files.write("open.json", json.dumps({"a": "plain"}), 0o644)
+        options = self.parse("--credentials", readable, "--callback", HANDLER)
+        self.assertEqual(len(options.warnings), 1)
+        self.assertIn("plaintext passwords", options.warnings[0])
+        hashed = self.files.write("hashed.json", json.dumps(
+            {"a": "$pbkdf2-sha256$i=1000$c2FsdHNhbHRzYWx0c2FsdA$"
+                  "8nX7hwFEzIB8aPajJTYK8weHQc5Ngz0pFVAKvSu4jQA"}), 0o644)
+        self.assertEqual(self.parse("--credentials", hashed, "--callback", HANDLER).warnings, [])
+
+    def test_help_documents_every_option(self) -> None:
+        """`twistd serverapi --help` mentions every option."""
+        text = str(tap.Options())
+        for name in ["listen", "credentials", "callback", "validity-callback", "tls-cert",
+                     "tls-key", "tls-ca", "cookie-level", "timeout", "max-recv-calls",
+                     "session-check-interval", "callback-timeout", "max-threads",
+                     "max-queued-requests", "shutdown-grace", "login-attempts", "login-window",
+                     "max-sessions-per-user", "max-sessions", "session-idle-timeout",
+                     "session-max-age"]:
+            self.assertIn(f"--{name}=", text)
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """makeService assembles the shared core."""
+
+    def setUp(self) -> None:
+        self.files = Files(self)
+        self.creds = self.files.write("creds.json", json.dumps({"alice": "password123"}))
+
+    def test_plain(self) -> None:
+        """The service is the core APIService, listening on the --listen endpoint."""
+        options = tap.Options()
+        options.parseOptions(["--credentials", self.creds, "--callback", HANDLER,
+                              "--listen", "tcp:8443:interface=127.0.0.3"])
+        reactor = MemoryReactorClock()
+        parent = tap.makeService(options, reactor)
+        service, sigterm = list(parent)
+        self.assertIsInstance(service, APIService)
+        self.assertIsInstance(sigterm, tap.GracefulSIGTERM)
+        parent.privilegedStartService()
+        [(port, factory, _, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (8443, "127.0.0.3"))
+        self.assertIsInstance(factory, APISite)
+        parent.startService()
+        self.successResultOf(parent.stopService())
+
+    def test_tls(self) -> None:
+        """With --tls-cert/--tls-key the site is wrapped in TLS."""
+        from .certificates import Certificates
+        certs = Certificates(self.files.dir)
+        options = tap.Options()
+        options.parseOptions(["--credentials", self.creds, "--callback", HANDLER,
+                              "--tls-cert", certs.server_cert, "--tls-key", certs.server_key,
+                              "--tls-ca", certs.ca_cert, "--listen", "tcp:0"])
+        reactor = MemoryReactorClock()
+        parent = tap.makeService(options, reactor)
+        parent.privilegedStartService()
+        [(_, factory, _, _)] = reactor.tcpServers
+        self.assertIsInstance(factory, TLSMemoryBIOFactory)
+        self.assertIsInstance(factory.wrappedFactory, APISite)
+
+
+class TwistdProcessTests(SynchronousTestCase):
+    """One real `twistd -n serverapi` process."""
+
+    def test_serve_and_sigterm(self) -> None:
+        """twistd serves login and communicate, then exits 0 on SIGTERM, logging no secrets."""
+        files = Files(self)
+        creds = files.write("creds.json", json.dumps({"alice": "password123"}))
+        log_path = os.path.join(files.dir, "twistd.log")
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+             "--nodaemon", "--pidfile=", "--logfile", log_path, "serverapi",
+             "--listen", "tcp:0:interface=127.0.0.1", "--credentials", creds,
+             "--callback", HANDLER], cwd=files.dir, env=child_env(),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        port = None
+        deadline = time.monotonic() + 30
+        while port is None and time.monotonic() < deadline and process.poll() is None:
+            if os.path.exists(log_path):
+                with open(log_path, encoding="utf-8") as handle:
+                    found = re.search(r"serverapi listening on .*port=(\d+)", handle.read())
+                if found:
+                    port = int(found.group(1))
+                    break
+            time.sleep(0.05)
+        if port is None:
+            process.kill()
+            self.fail(f"twistd did not start listening: {process.communicate()[0]!r}")
+        base = f"http://127.0.0.1:{port}"
+        login = urllib.request.Request(base + "/login", method="POST", data=json.dumps(
+            {"username": "alice", "password": "password123"}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(login, timeout=10) as response:
+            cookie = response.headers["Set-Cookie"].split(";")[0]
+        talk = urllib.request.Request(base + "/communicate", method="POST",
+                                      data=b'{"message": "hi"}',
+                                      headers={"Content-Type": "application/json",
+                                               "Cookie": cookie})
+        with urllib.request.urlopen(talk, timeout=10) as response:
+            self.assertEqual(json.loads(response.read()), {"echo": "hi", "user": "alice"})
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(process.wait(30), 0)
+        with open(log_path, encoding="utf-8") as handle:
+            log = handle.read()
+        self.assertIn("Login: user='alice'", log)
+        self.assertNotIn("password123", log)
+        self.assertNotIn(cookie.split("=", 1)[1], log)
+        self.assertIn("Received SIGTERM, stopping gracefully.", log)
+        self.assertIn("Server Shut Down", log)
