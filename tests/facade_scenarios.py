@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from serverapi import ThreadedAPIServer
+from serverapi import ThreadedAPIServer, hashPassword
 
 from .scenarios import ScenarioSet
 
@@ -291,6 +291,27 @@ def stop_from_reactor_thread_refused() -> Any:
         round_trip(server.port)
     return {"error": "reactor thread" in holder.get("error", ""),
             "sessions": holder.get("sessions")}
+
+
+@scenario
+def login_timing() -> Any:
+    """With hashed credentials, unknown-user and wrong-password logins take about as long."""
+    server = ThreadedAPIServer("127.0.0.1", 0, {"alice": hashPassword("password123")}, echo,
+                               login_attempts=1000)
+
+    def timed(username: str) -> float:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        started = time.perf_counter()
+        status = post(connection, "/login", {"username": username, "password": "wrong"})[0]
+        took = time.perf_counter() - started
+        connection.close()
+        assert status == 401, status
+        return took
+
+    with server:
+        wrong = sorted(timed("alice") for _ in range(5))[2]
+        unknown = sorted(timed(f"ghost{index}") for index in range(5))[2]
+    return {"ratio": unknown / wrong, "wrong": wrong, "unknown": unknown}
 
 
 if __name__ == "__main__":

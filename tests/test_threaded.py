@@ -83,3 +83,9 @@ class FacadeTests(SynchronousTestCase):
         """stopAPIServer from the reactor thread is refused; getSessions works there."""
         self.assertEqual(self.outcome("stop_from_reactor_thread_refused"),
                          {"error": True, "sessions": 1})
+
+    def test_login_timing(self) -> None:
+        """Unknown-user and wrong-password logins cost the same order of time (no enumeration)."""
+        result = self.outcome("login_timing")
+        self.assertGreater(result["wrong"], 0.01)  # a real hash check happened
+        self.assertTrue(0.5 < result["ratio"] < 2.0, result)

@@ -1,0 +1,178 @@
+"""Authentication details: hashed logins off the reactor, check order, floods, the audit log."""
+
+from __future__ import annotations
+
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from serverapi import hashPassword
+
+from .helpers import HeldPool, MemoryServer, request_bytes, status_of
+
+HASHED = {"alice": hashPassword("password123"), "bob": "securepassword"}
+
+
+class HashedLoginTests(SynchronousTestCase):
+    """Logins against hashed credentials."""
+
+    def test_hash_checked_in_pool(self) -> None:
+        """A hashed password is checked in the hash pool, not on the reactor."""
+        hash_pool = HeldPool()
+        server = MemoryServer(credentials=HASHED, hash_pool=hash_pool)
+        channel, transport = server.connect()
+        channel.dataReceived(request_bytes(
+            "/login", b'{"username": "alice", "password": "password123"}'))
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(len(hash_pool.jobs), 1)
+        hash_pool.release()
+        self.assertEqual(status_of(transport.value()), 200)
+
+    def test_unknown_user_also_hashes(self) -> None:
+        """An unknown user costs a hash check too, and gets the wrong-password answer."""
+        hash_pool = HeldPool()
+        server = MemoryServer(credentials=HASHED, hash_pool=hash_pool)
+        answers = []
+        for username in ("alice", "nobody"):
+            channel, transport = server.connect()
+            channel.dataReceived(request_bytes(
+                "/login", b'{"username": "%s", "password": "wrong"}' % username.encode()))
+            self.assertEqual(len(hash_pool.jobs), 1)
+            hash_pool.release()
+            answers.append(transport.value().split(b"\r\n", 1)[0]
+                           + transport.value().rsplit(b"\r\n\r\n", 1)[1])
+        self.assertEqual(answers[0], answers[1])
+        self.assertEqual(status_of(answers[0]), 401)
+
+    def test_plaintext_user_not_in_pool(self) -> None:
+        """A plaintext password is compared at once, even when other users are hashed."""
+        hash_pool = HeldPool()
+        server = MemoryServer(credentials=HASHED, hash_pool=hash_pool)
+        server.login("bob", "securepassword")
+        self.assertEqual(hash_pool.jobs, [])
+
+    def test_hash_as_password_refused(self) -> None:
+        """Sending the stored hash as the password fails."""
+        server = MemoryServer(credentials=HASHED)
+        response = server.post("/login", {"username": "alice", "password": HASHED["alice"]})
+        self.assertEqual(response.code, 401)
+
+    def test_client_gone_during_hash(self) -> None:
+        """A client that leaves while its hash is checked gets nothing written."""
+        hash_pool = HeldPool()
+        server = MemoryServer(credentials=HASHED, hash_pool=hash_pool)
+        channel, transport = server.connect()
+        channel.dataReceived(request_bytes(
+            "/login", b'{"username": "alice", "password": "password123"}'))
+        channel.connectionLost(Failure(ConnectionDone()))
+        hash_pool.release()
+        self.assertEqual(transport.value(), b"")
+
+
+class OrderTests(SynchronousTestCase):
+    """The contract's order of checks."""
+
+    def test_communicate_415_before_401(self) -> None:
+        """A form content type is refused before the token is looked at."""
+        server = MemoryServer()
+        answer, _ = server.raw(request_bytes(cookie="bad", content_type=b"text/plain"))
+        self.assertEqual(status_of(answer), 415)
+
+    def test_login_400_before_429(self) -> None:
+        """A throttled username with a bad body still gets 400."""
+        server = MemoryServer(login_attempts=1)
+        server.post("/login", {"username": "alice", "password": "x"})
+        self.assertEqual(server.post("/login", {"username": "alice"}).code, 400)
+        self.assertEqual(server.post("/login", {"username": "alice",
+                                                "password": "x"}).code, 429)
+
+    def test_login_405_before_415(self) -> None:
+        """A GET with a form content type is a 405."""
+        server = MemoryServer()
+        answer, _ = server.raw(request_bytes("/login", method="GET",
+                                             content_type=b"text/plain"))
+        self.assertEqual(status_of(answer), 405)
+
+
+class DisconnectTests(SynchronousTestCase):
+    """A client leaving mid-callback."""
+
+    def test_no_write_no_traceback(self) -> None:
+        """The callback's result is dropped quietly when its client has gone."""
+        pool = HeldPool()
+        server = MemoryServer(pool=pool)
+        token = server.login()
+        channel, transport = server.connect()
+        channel.dataReceived(request_bytes(cookie=token))
+        channel.connectionLost(Failure(ConnectionDone()))
+        pool.release()
+        self.assertEqual(transport.value(), b"")
+        self.assertNotIn("Traceback", server.log.text)
+        self.assertEqual(server.service.callbacks.in_flight, 0)
+
+    def test_force_logout_applies_after_disconnect(self) -> None:
+        """A force_logout from a callback whose client left still ends the session."""
+        pool = HeldPool()
+        server = MemoryServer(pool=pool, request_callback=lambda u, t, d: (False, True, {}))
+        token = server.login()
+        channel, _ = server.connect()
+        channel.dataReceived(request_bytes(cookie=token))
+        channel.connectionLost(Failure(ConnectionDone()))
+        pool.release()
+        self.assertEqual(server.service.getSessions(), [])
+
+
+class FloodTests(SynchronousTestCase):
+    """Memory stays bounded when logins never log out."""
+
+    def test_one_user_flood(self) -> None:
+        """One user logging in again and again keeps at most max_sessions_per_user sessions."""
+        server = MemoryServer(max_sessions_per_user=5)
+        for _ in range(50):
+            server.login()
+        self.assertEqual(len(server.service.getSessions()), 5)
+
+    def test_many_users_flood(self) -> None:
+        """Many users logging in never take the table past max_sessions."""
+        credentials = {f"user{index}": "pw" for index in range(30)}
+        server = MemoryServer(credentials=credentials, max_sessions=10)
+        codes = [server.post("/login", {"username": name, "password": "pw"}).code
+                 for name in credentials]
+        self.assertEqual(codes.count(200), 10)
+        self.assertEqual(codes.count(503), 20)
+        self.assertEqual(len(server.service.getSessions()), 10)
+
+
+class AuditLogTests(SynchronousTestCase):
+    """Security events on the user's logger, without secrets."""
+
+    def test_events(self) -> None:
+        """Login, failure, throttling, logout, eviction and expiry are logged."""
+        server = MemoryServer(login_attempts=1, max_sessions_per_user=1,
+                              session_idle_timeout=10)
+        first = server.login()
+        server.login()  # evicts the first
+        server.post("/login", {"username": "bob", "password": "wrong-pw"})
+        server.post("/login", {"username": "bob", "password": "wrong-pw"})
+        [session] = server.service.getSessions()
+        server.post("/logout", cookie=session.session_token)
+        third = server.login()
+        server.reactor.advance(11)
+        self.assertEqual(server.post("/communicate", {}, cookie=third).code, 401)
+        text = server.log.text
+        for needle in ["Login: user='alice' peer=127.0.0.1 token_sha256=",
+                       "Login failed: user='bob' peer=127.0.0.1",
+                       "Login throttled: user='bob' peer=127.0.0.1",
+                       "Session ended (logout): user='alice'",
+                       "Session ended (evicted: too many sessions for this user)",
+                       "Session ended (expired: idle)"]:
+            self.assertIn(needle, text)
+        for secret in [first, third, "wrong-pw", "password123", session.session_token]:
+            self.assertNotIn(secret, text)
+
+    def test_username_escaped(self) -> None:
+        """A username with control characters cannot forge log lines."""
+        server = MemoryServer()
+        server.post("/login", {"username": "x\nINFO Login: user='admin'", "password": "p"})
+        self.assertIn("x\\nINFO Login", server.log.text)
+        self.assertNotIn("\nINFO Login: user='admin'", server.log.text)
