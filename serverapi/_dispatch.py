@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 
+from ._deadlines import Deadlines
 from ._workers import CallbackPool
 
-OnResult = Callable[[bool, Any], None]
-OnTimeout = Callable[[], None]
+class Job(Protocol):
+    """What a dispatched job tells when it ends."""
+
+    def finished(self, ok: bool, value: Any) -> None:
+        """The work returned C{value} (C{ok}) or raised it (not C{ok}) within the deadline."""
+
+    def expired(self) -> None:
+        """The deadline passed first; C{finished} will not be called."""
 
 
 class Dispatcher:
@@ -25,9 +32,8 @@ class Dispatcher:
     def __init__(self, pool: CallbackPool, clock: IReactorTime, *, capacity: int,
                  deadline: float) -> None:
         self._pool = pool
-        self._clock = clock
         self._capacity = capacity
-        self._deadline = deadline
+        self.deadlines = Deadlines(clock, deadline)
         self.in_flight = 0
         self._idle_waiters: list[Deferred[None]] = []
 
@@ -35,22 +41,21 @@ class Dispatcher:
         """Whether a new job would go past the bound (the caller answers 503)."""
         return self.in_flight >= self._capacity
 
-    def run(self, work: Callable[[], Any], on_result: OnResult, on_timeout: OnTimeout) -> None:
-        """Run C{work} in the pool; then C{on_result(ok, value)}, or C{on_timeout()} if late."""
+    def run(self, work: Callable[[], Any], job: Job) -> None:
+        """Run C{work} in the pool, then tell C{job} how it ended."""
         self.in_flight += 1
-        timer: IDelayedCall = self._clock.callLater(self._deadline, on_timeout)
+        self.deadlines.add(job, job.expired)
+        self._pool.submit(work, _Ticket(self, job))
 
-        def done(ok: bool, value: Any) -> None:
-            self.in_flight -= 1
-            if timer.active():
-                timer.cancel()
-                on_result(ok, value)
-            if not self.in_flight and self._idle_waiters:
-                waiters, self._idle_waiters = self._idle_waiters, []
-                for waiter in waiters:
-                    waiter.callback(None)
-
-        self._pool.submit(work, done)
+    def _returned(self, job: Job, ok: bool, value: Any) -> None:
+        """A worker returned: free its place, and report unless the deadline passed first."""
+        self.in_flight -= 1
+        if self.deadlines.discard(job):
+            job.finished(ok, value)
+        if not self.in_flight and self._idle_waiters:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
 
     def idle(self) -> Deferred[None]:
         """A Deferred that fires once no job is in flight."""
@@ -59,3 +64,16 @@ class Dispatcher:
         waiter: Deferred[None] = Deferred()
         self._idle_waiters.append(waiter)
         return waiter
+
+
+class _Ticket:
+    """The pool's C{done} for one job (a small object rather than a closure per request)."""
+
+    __slots__ = ("dispatcher", "job")
+
+    def __init__(self, dispatcher: Dispatcher, job: Job) -> None:
+        self.dispatcher = dispatcher
+        self.job = job
+
+    def __call__(self, ok: bool, value: Any) -> None:
+        self.dispatcher._returned(self.job, ok, value)

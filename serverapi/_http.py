@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from OpenSSL import SSL
-from twisted.internet.interfaces import IDelayedCall, ISSLTransport
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http, server
 
+from ._deadlines import Deadlines
 from ._responses import raw_error, send_error
 from ._resource import RootResource
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def _http_date() -> bytes:
+    """The C{Date} header for now, formatted once per second rather than once per request."""
+    global _date_cache
+    now = int(time.time())
+    second, text = _date_cache
+    if second != now:
+        text = http.datetimeToString(now)
+        _date_cache = (now, text)
+    return text
 
 
 class APIRequest(server.Request):
@@ -43,7 +59,7 @@ class APIRequest(server.Request):
     def process(self) -> None:
         """Route and render, as C{server.Request.process} does but without a C{Server} header."""
         self.site = self.channel.site
-        self.setHeader(b"Date", http.datetimeToString())
+        self.setHeader(b"Date", _http_date())
         self.prepath = []
         self.postpath = [self.path[1:]]
         try:
@@ -64,18 +80,26 @@ class APIChannel(http.HTTPChannel):
 
     site: APISite
     refused = False
-    _deadline: IDelayedCall | None = None
+    _receiving = False
+    _host: Any = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.site.channels.add(self)
 
+    def getHost(self) -> Any:
+        """The server's address, asked of the socket once per connection, not per request."""
+        if self._host is None:
+            self._host = self.transport.getHost()
+        return self._host
+
     def dataReceived(self, data: bytes) -> None:
         """Start the request deadline on a request's first byte; drop input once refused."""
         if self.refused:
             return
-        if self._deadline is None and not self._handlingRequest:
-            self._deadline = self.callLater(self.site.request_deadline, self._deadline_passed)
+        if not self._receiving and not self._handlingRequest:
+            self._receiving = True
+            self.site.deadlines.add(self, self._deadline_passed)
         super().dataReceived(data)
 
     def allHeadersReceived(self) -> None:
@@ -100,18 +124,17 @@ class APIChannel(http.HTTPChannel):
 
     def _deadline_passed(self) -> None:
         """The request took too long to arrive (slowloris): answer 408 and close."""
-        self._deadline = None
-        if self._handlingRequest:
+        self._receiving = False
+        if self._handlingRequest or self.transport is None:
             return
         self.site.logger.info("Closing a connection whose request took over %ss to arrive: "
                               "peer=%s", self.site.request_deadline, _peer(self))
         self.refuse(408, "Request took too long to arrive.")
 
     def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            if self._deadline.active():
-                self._deadline.cancel()
-            self._deadline = None
+        if self._receiving:
+            self._receiving = False
+            self.site.deadlines.discard(self)
 
     def refuse(self, code: int, message: str) -> None:
         """Answer a request we will not read any further, and close the connection."""
@@ -162,6 +185,7 @@ class APISite(server.Site):
         super().__init__(root, timeout=timeout, reactor=reactor, parsePOSTFormSubmission=False)
         self.max_body_bytes = max_body_bytes
         self.request_deadline = 3 * timeout
+        self.deadlines = Deadlines(reactor, self.request_deadline)
         self.logger = logger
         self.channels: set[APIChannel] = set()
 

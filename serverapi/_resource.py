@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -156,12 +156,8 @@ class LoginResource(_Endpoint):
         if context.hashing.full():
             send_error(request, 503, "Server busy. Try again later.", close=True)
             return NOT_DONE_YET
-        gone = _watch_disconnect(request)
-        context.hashing.run(
-            lambda: store.verify(username, password),
-            lambda ok, value: gone or self._hashed_result(request, username, peer, ok, value),
-            lambda: gone or send_error(request, 503, "Login timed out.", close=True),
-        )
+        context.hashing.run(partial(store.verify, username, password),
+                            _PasswordCheck(self, request, username, peer))
         return NOT_DONE_YET
 
     def _end_presented_session(self, request: IRequest) -> None:
@@ -249,58 +245,79 @@ class CommunicateResource(_Endpoint):
         if context.callbacks.full():
             send_error(request, 503, "Server busy. Try again later.")
             return NOT_DONE_YET
-        callback = context.config.request_callback
-        username, raw_token = session.username, session.session_token
-        gone = _watch_disconnect(request)
         context.callbacks.run(
-            lambda: _call_and_encode(callback, username, raw_token, data),
-            lambda ok, value: self._answer(request, session, gone, ok, value),
-            lambda: gone or send_error(request, 503, "Request timed out.", close=True),
-        )
+            partial(_call_and_encode, context.config.request_callback, session.username,
+                    session.session_token, data),
+            _Exchange(self, request, session))
         return NOT_DONE_YET
 
-    def _answer(self, request: IRequest, session: LoginSession, gone: _Gone, ok: bool,
-                value: Any) -> None:
+    def _answer(self, request: IRequest, session: LoginSession, ok: bool, value: Any) -> None:
         """Write the callback's answer (or a 500) and apply force_close / force_logout."""
         context = self._context
         if not ok:
             context.config.logger.error(
                 "request_callback failed for user=%r token_sha256=%s", session.username,
                 session.hashed_session_token, exc_info=value)
-            if not gone:
+            if not _gone(request):
                 send_error(request, 500, "Internal server error.")
             return
         force_close, force_logout, body = value
         if force_logout:
             context.sessions.end(session, "force_logout by request_callback")
-        if gone:
+        if _gone(request):
             return
         if force_logout:
             self._expire_cookie(request)
         send(request, 200, body, close=force_close)
 
 
-class _Gone:
-    """Becomes true once the client has gone away, so nothing is written to it."""
+def _gone(request: IRequest) -> bool:
+    """Whether the client left before its response: Twisted's own flag, set on connection loss.
 
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = False
-
-    def __bool__(self) -> bool:
-        return self.value
-
-    def set(self, _: Failure) -> None:
-        """Record that the connection was lost before the response was finished."""
-        self.value = True
+    (It is the flag C{Request.write} itself consults; reading it avoids a C{notifyFinish}
+    Deferred per request.)
+    """
+    return bool(getattr(request, "_disconnected", False))
 
 
-def _watch_disconnect(request: IRequest) -> _Gone:
-    """Return a flag that turns true if the client leaves before its response is written."""
-    gone = _Gone()
-    request.notifyFinish().addErrback(gone.set)
-    return gone
+class _Exchange:
+    """One /communicate request waiting for its callback."""
+
+    __slots__ = ("resource", "request", "session")
+
+    def __init__(self, resource: CommunicateResource, request: IRequest,
+                 session: LoginSession) -> None:
+        self.resource = resource
+        self.request = request
+        self.session = session
+
+    def finished(self, ok: bool, value: Any) -> None:
+        self.resource._answer(self.request, self.session, ok, value)
+
+    def expired(self) -> None:
+        if not _gone(self.request):
+            send_error(self.request, 503, "Request timed out.", close=True)
+
+
+class _PasswordCheck:
+    """One /login waiting for its password hash to be checked."""
+
+    __slots__ = ("resource", "request", "username", "peer")
+
+    def __init__(self, resource: LoginResource, request: IRequest, username: str,
+                 peer: str) -> None:
+        self.resource = resource
+        self.request = request
+        self.username = username
+        self.peer = peer
+
+    def finished(self, ok: bool, value: Any) -> None:
+        if not _gone(self.request):
+            self.resource._hashed_result(self.request, self.username, self.peer, ok, value)
+
+    def expired(self) -> None:
+        if not _gone(self.request):
+            send_error(self.request, 503, "Login timed out.", close=True)
 
 
 def _call_and_encode(callback: Any, username: str, token: str,

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 
 # A finished job: the function to call on the reactor with (succeeded, value).
 Done = Callable[[bool, Any], None]
@@ -28,16 +28,20 @@ class CallbackPool(Protocol):
 
 
 class ThreadedCallbackPool:
-    """Runs jobs on C{size} daemon threads and hands results back to the reactor in batches.
+    """Runs jobs on C{size} daemon threads, handing work over and results back in batches.
 
+    Jobs submitted during one reactor iteration are handed to the workers together at its end,
+    so workers do not wake (and contend for the GIL) while the reactor is still reading requests.
     A worker that finishes a job appends the result to a shared list and wakes the reactor only
     when that list was empty, so under load one wake-up delivers many results.  The threads are
     daemons: a callback stuck forever can delay nothing but its own request, not a stop or the
     process exit.
     """
 
-    def __init__(self, reactor: IReactorFromThreads, size: int, name: str = "serverapi") -> None:
-        self._reactor = reactor
+    def __init__(self, reactor: Any, size: int, name: str = "serverapi") -> None:
+        self._reactor: IReactorFromThreads = reactor
+        self._clock: IReactorTime = reactor
+        self._batch: list[tuple[Callable[[], Any], Done]] = []
         self._size = size
         self._name = name
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Done] | None] = queue.SimpleQueue()
@@ -54,8 +58,18 @@ class ThreadedCallbackPool:
             thread.start()
 
     def submit(self, work: Callable[[], Any], done: Done) -> None:
-        """Queue C{work} for a worker."""
-        self._jobs.put((work, done))
+        """Queue C{work} for the workers at the end of this reactor iteration."""
+        batch = self._batch
+        batch.append((work, done))
+        if len(batch) == 1:
+            self._clock.callLater(0, self._hand_over)
+
+    def _hand_over(self) -> None:
+        """On the reactor: give this iteration's jobs to the workers."""
+        batch, self._batch = self._batch, []
+        put = self._jobs.put
+        for job in batch:
+            put(job)
 
     def stop(self) -> None:
         """Tell every worker to exit after its current job."""

@@ -12,6 +12,19 @@ from serverapi._dispatch import Dispatcher
 from .helpers import HeldPool
 
 
+class RecordingJob:
+    """A job that records how it ended."""
+
+    def __init__(self, events: list[Any]) -> None:
+        self.events = events
+
+    def finished(self, ok: bool, value: Any) -> None:
+        self.events.append((ok, value))
+
+    def expired(self) -> None:
+        self.events.append("timeout")
+
+
 class DispatcherTests(SynchronousTestCase):
     """Dispatcher over a held pool and a fake clock."""
 
@@ -22,8 +35,7 @@ class DispatcherTests(SynchronousTestCase):
         self.events: list[Any] = []
 
     def submit(self, value: Any) -> None:
-        self.dispatcher.run(lambda: value, lambda ok, v: self.events.append((ok, v)),
-                            lambda: self.events.append("timeout"))
+        self.dispatcher.run(lambda: value, RecordingJob(self.events))
 
     def test_capacity(self) -> None:
         """full() turns true at capacity and false once a job returns."""
@@ -47,10 +59,10 @@ class DispatcherTests(SynchronousTestCase):
 
     def test_errors_delivered(self) -> None:
         """An exception in the job arrives as (False, exception)."""
-        self.dispatcher.run(lambda: 1 / 0, lambda ok, v: self.events.append((ok, type(v))),
-                            lambda: None)
+        self.dispatcher.run(lambda: 1 / 0, RecordingJob(self.events))
         self.pool.release()
-        self.assertEqual(self.events, [(False, ZeroDivisionError)])
+        [(ok, error)] = self.events
+        self.assertEqual((ok, type(error)), (False, ZeroDivisionError))
 
     def test_idle(self) -> None:
         """idle() fires at once when nothing runs, else when the last job returns."""

@@ -23,6 +23,10 @@ class FakeReactor:
         with self.lock:
             self.calls.append(lambda: function(*args))
 
+    def callLater(self, delay: float, function: Callable[..., Any], *args: Any) -> None:
+        """Run at once: these tests are about the threads, not the batching of hand-overs."""
+        function(*args)
+
     def run_pending(self) -> int:
         with self.lock:
             calls, self.calls = self.calls, []

@@ -1,0 +1,92 @@
+"""The reference servers: the same three endpoints on bare twisted.web, nothing more.
+
+    python bench/floor.py inline PORT    # the callback runs on the reactor thread
+    python bench/floor.py thread PORT    # the callback runs through deferToThread
+
+They check credentials, keep sessions in a dict and answer JSON, with none of serverapi's limits
+or checks: the floor any twisted.web server with these endpoints stands on.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.threads import deferToThread
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+
+from workload import CREDENTIALS, echo
+
+SESSIONS: dict[bytes, str] = {}
+
+
+def answer(request: Any, code: int, payload: dict[str, Any]) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"application/json")
+    return json.dumps(payload).encode()
+
+
+class Login(Resource):
+    isLeaf = True
+
+    def render_POST(self, request: Any) -> bytes:
+        body = json.loads(request.content.read())
+        username = body.get("username")
+        if CREDENTIALS.get(username) != body.get("password"):
+            return answer(request, 401, {"error": "Invalid credentials."})
+        token = secrets.token_urlsafe(32)
+        SESSIONS[token.encode()] = username
+        request.setHeader(b"Set-Cookie", f"sessionToken={token}; Path=/; HttpOnly".encode())
+        return answer(request, 200, {"message": "Login successful."})
+
+
+class Logout(Resource):
+    isLeaf = True
+
+    def render_POST(self, request: Any) -> bytes:
+        if SESSIONS.pop(request.getCookie(b"sessionToken") or b"", None) is None:
+            return answer(request, 401, {"error": "Invalid session token."})
+        return answer(request, 200, {"message": "Logout successful."})
+
+
+class Communicate(Resource):
+    isLeaf = True
+
+    def __init__(self, threaded: bool) -> None:
+        super().__init__()
+        self.threaded = threaded
+
+    def render_POST(self, request: Any) -> Any:
+        token = request.getCookie(b"sessionToken") or b""
+        username = SESSIONS.get(token)
+        if username is None:
+            return answer(request, 401, {"error": "Invalid session token."})
+        data = json.loads(request.content.read())
+        if not self.threaded:
+            return answer(request, 200, echo(username, token.decode(), data)[2])
+
+        def done(result: Any) -> None:
+            request.write(answer(request, 200, result[2]))
+            request.finish()
+
+        deferToThread(echo, username, token.decode(), data).addCallback(done)
+        return NOT_DONE_YET
+
+
+def main() -> None:
+    mode, port = sys.argv[1], int(sys.argv[2])
+    root = Resource()
+    root.putChild(b"login", Login())
+    root.putChild(b"logout", Logout())
+    root.putChild(b"communicate", Communicate(threaded=mode == "thread"))
+    reactor.listenTCP(port, Site(root), backlog=1024, interface="127.0.0.1")
+    print("READY", flush=True)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""What every benchmarked server runs: the seed's echo callback and its users."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CREDENTIALS = {"alice": "password123", "bob": "securepassword"}
+LOGIN_BODY = '{"username": "alice", "password": "password123"}'
+COMMUNICATE_BODY = '{"action": "echo", "message": "hello"}'
+
+
+def echo(username: str, session_token: str, data: dict[str, Any]) -> tuple[bool, bool, dict]:
+    """The seed example's callback."""
+    if data.get("action") == "echo":
+        response = {"echo": data.get("message", "")}
+    else:
+        response = {"error": "Unknown action."}
+    return (False, False, response)
