@@ -3,12 +3,15 @@
     python bench/floor.py inline PORT    # the callback runs on the reactor thread
     python bench/floor.py thread PORT    # the callback runs through deferToThread
 
+With --gc-freeze after PORT, gc.freeze() is called once the server listens.
+
 They check credentials, keep sessions in a dict and answer JSON, with none of serverapi's limits
 or checks: the floor any twisted.web server with these endpoints stands on.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import secrets
 import sys
@@ -84,6 +87,8 @@ def main() -> None:
     root.putChild(b"logout", Logout())
     root.putChild(b"communicate", Communicate(threaded=mode == "thread"))
     reactor.listenTCP(port, Site(root), backlog=1024, interface="127.0.0.1")
+    if "--gc-freeze" in sys.argv:
+        gc.freeze()
     print("READY", flush=True)
     reactor.run()
 

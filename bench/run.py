@@ -25,10 +25,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SERVERS = {
-    "serverapi": [os.path.join(HERE, "serverapi_server.py")],
-    "floor-inline": [os.path.join(HERE, "floor.py"), "inline"],
-    "floor-thread": [os.path.join(HERE, "floor.py"), "thread"],
+TWISTD = ["-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+          "--logfile=/dev/null", "serverapi", "--credentials", "credentials.json",
+          "--callback", "workload:echo", "--login-attempts", "1000000",
+          "--max-queued-requests", "1000", "--listen"]
+# name -> (argv before the port, argv after it, the floor it is compared with like for like).
+# The daemon (twistd serverapi) calls gc.freeze() itself, so it compares with the frozen floor.
+SERVERS: dict[str, tuple[list[str], list[str], str]] = {
+    "serverapi": (["serverapi_server.py"], [], "floor-inline"),
+    "serverapi-twistd": (TWISTD, [], "floor-inline+freeze"),
+    "floor-inline": (["floor.py", "inline"], [], "floor-inline"),
+    "floor-thread": (["floor.py", "thread"], [], "floor-inline"),
+    "serverapi+freeze": (["serverapi_server.py"], ["--gc-freeze"], "floor-inline+freeze"),
+    "floor-inline+freeze": (["floor.py", "inline"], ["--gc-freeze"], "floor-inline+freeze"),
 }
 
 
@@ -68,17 +77,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(name: str, argv: list[str], extra: list[str] | None = None) -> tuple[subprocess.Popen,
-                                                                                int]:
-    """Start a server process and wait for it to say READY."""
+def start(name: str, before: list[str], after: list[str]) -> tuple[subprocess.Popen, int]:
+    """Start a server process and wait until it accepts connections."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, *argv[:1], *argv[1:], str(port), *(extra or [])],
-                               cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True)
-    line = process.stdout.readline() if process.stdout else ""
-    if "READY" not in line:
-        raise RuntimeError(f"{name} did not start")
-    return process, port
+    address = f"tcp:{port}:interface=127.0.0.1:backlog=1024" if before is TWISTD else str(port)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), HERE]))
+    process = subprocess.Popen([sys.executable, *before, address, *after], cwd=HERE, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, port
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{name} did not start")
 
 
 def login(port: int) -> str:
@@ -143,6 +157,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--only", nargs="*", help="scenario names to run (default: all)")
+    parser.add_argument("--servers", nargs="*", help="servers to run (default: all)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -150,9 +165,10 @@ def main() -> int:
     scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
     processes = {}
     try:
-        for name, argv in SERVERS.items():
-            processes[name] = start(name, argv)
-        runs: dict[str, dict[str, list[Result]]] = {s.name: {n: [] for n in SERVERS}
+        for name, (before, after, _) in SERVERS.items():
+            if not args.servers or name in args.servers:
+                processes[name] = start(name, before, after)
+        runs: dict[str, dict[str, list[Result]]] = {s.name: {n: [] for n in processes}
                                                      for s in scenarios}
         for round_number in range(args.rounds):
             for scenario in scenarios:
@@ -169,14 +185,23 @@ def main() -> int:
     table = {scenario: {name: summarise(results) for name, results in by_server.items()}
              for scenario, by_server in runs.items()}
     print()
-    print(f"{'scenario':24} {'server':13} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'errors':>6} {'x inline':>9} {'x thread':>9} {'p99 x inline':>12}")
+    print(f"{'scenario':24} {'server':20} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'errors':>6} {'x inline':>9} {'x thread':>9} {'p99 x inline':>12} "
+          f"{'x same-gc':>9} {'p99 x same-gc':>13}")
     for scenario, by_server in table.items():
-        inline, thread = by_server["floor-inline"], by_server["floor-thread"]
+        inline = by_server.get("floor-inline")
+        thread = by_server.get("floor-thread")
         for name, row in by_server.items():
-            print(f"{scenario:24} {name:13} {row['rps']:9.0f} {row['p50_ms']:8.2f} "
-                  f"{row['p99_ms']:8.2f} {row['errors']:6d} {row['rps'] / inline['rps']:9.2f} "
-                  f"{row['rps'] / thread['rps']:9.2f} {row['p99_ms'] / inline['p99_ms']:12.2f}")
+            same = by_server.get(SERVERS[name][2])
+            row["x_inline"] = row["rps"] / inline["rps"] if inline else float("nan")
+            row["x_thread"] = row["rps"] / thread["rps"] if thread else float("nan")
+            row["p99_x_inline"] = row["p99_ms"] / inline["p99_ms"] if inline else float("nan")
+            row["x_same_gc"] = row["rps"] / same["rps"] if same else float("nan")
+            row["p99_x_same_gc"] = row["p99_ms"] / same["p99_ms"] if same else float("nan")
+            print(f"{scenario:24} {name:20} {row['rps']:9.0f} {row['p50_ms']:8.2f} "
+                  f"{row['p99_ms']:8.2f} {row['errors']:6d} {row['x_inline']:9.2f} "
+                  f"{row['x_thread']:9.2f} {row['p99_x_inline']:12.2f} "
+                  f"{row['x_same_gc']:9.2f} {row['p99_x_same_gc']:13.2f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump({"machine": machine(), "rounds": args.rounds, "duration": args.duration,

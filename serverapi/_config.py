@@ -56,10 +56,17 @@ def check_callable(name: str, value: object, arity: int) -> None:
         ) from None
 
 
+LISTEN_BACKLOG = 1024
+
+
 def endpoint_for(host: str, port: int) -> str:
-    """Return the Twisted endpoint description that listens on C{host}:C{port} over TCP."""
+    """Return the Twisted endpoint description that listens on C{host}:C{port} over TCP.
+
+    The accept backlog is 1024 rather than Twisted's 50, so a burst of a thousand connecting
+    clients is queued by the kernel instead of dropped and retried a second later.
+    """
     escaped = host.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
-    return f"tcp:port={port}:interface={escaped}"
+    return f"tcp:port={port}:interface={escaped}:backlog={LISTEN_BACKLOG}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

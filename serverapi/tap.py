@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import logging
@@ -211,11 +212,15 @@ def daemon_logger() -> logging.Logger:
     return logger
 
 
-class GracefulSIGTERM(Service):
-    """Makes SIGTERM an ordinary stop: services stop gracefully and twistd exits with 0.
+class DaemonProcess(Service):
+    """What the daemon may do to its own process once the reactor runs.
 
-    (twistd's own handler stops the reactor too, but then re-raises the signal at exit, so the
-    process ends "killed by SIGTERM" and unflushed log lines are lost.)
+    - SIGTERM becomes an ordinary stop: services stop gracefully and twistd exits with 0.
+      (twistd's own handler stops the reactor too, but then re-raises the signal at exit, so
+      the process ends "killed by SIGTERM" and unflushed log lines are lost.)
+    - C{gc.freeze()}: the objects of start-up (modules, classes, configuration) are left out
+      of later garbage-collection passes, so full collections stay short under load.  The
+      embedded ThreadedAPIServer does not do this: there the process is the user's.
     """
 
     def __init__(self, reactor: Any) -> None:
@@ -223,11 +228,12 @@ class GracefulSIGTERM(Service):
 
     def startService(self) -> None:
         super().startService()
-        self._reactor.callWhenRunning(self._install)
+        self._reactor.callWhenRunning(self._running)
 
-    def _install(self) -> None:
-        """Replace the reactor's SIGTERM handler once the reactor has installed its own."""
+    def _running(self) -> None:
+        """Replace the reactor's SIGTERM handler (installed by now) and freeze start-up objects."""
         signal.signal(signal.SIGTERM, self._received)
+        gc.freeze()
 
     def _received(self, number: int, frame: Any) -> None:
         self._reactor.callFromThread(self._stop)
@@ -247,5 +253,5 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         options.config.logger.warning("%s", warning)
     parent = MultiService()
     makeAPIService(options.config, reactor).setServiceParent(parent)
-    GracefulSIGTERM(reactor).setServiceParent(parent)
+    DaemonProcess(reactor).setServiceParent(parent)
     return parent

@@ -87,8 +87,9 @@ class ServerConfigTests(SynchronousTestCase):
 
     def test_endpoint_for(self) -> None:
         """Hosts are escaped into endpoint descriptions, IPv6 included."""
-        self.assertEqual(endpoint_for("127.0.0.1", 8000), "tcp:port=8000:interface=127.0.0.1")
-        self.assertEqual(endpoint_for("::1", 0), "tcp:port=0:interface=\\:\\:1")
+        self.assertEqual(endpoint_for("127.0.0.1", 8000),
+                         "tcp:port=8000:interface=127.0.0.1:backlog=1024")
+        self.assertEqual(endpoint_for("::1", 0), "tcp:port=0:interface=\\:\\:1:backlog=1024")
 
 
 class ConstructorTests(SynchronousTestCase):

@@ -10,6 +10,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from serverapi import ServerConfig, makeAPIService
+from serverapi._config import endpoint_for
 from serverapi._http import APISite
 
 from .helpers import CREDENTIALS, HeldPool, MemoryServer, SyncPool, echo, request_bytes, status_of
@@ -37,6 +38,12 @@ class ServiceTests(SynchronousTestCase):
         self.assertTrue(server.pool.started and server.hash_pool.started)
         self.assertEqual(factory.timeOut, 5.0)
         self.assertFalse(factory._parsePOSTFormSubmission)
+
+    def test_threaded_endpoint_backlog(self) -> None:
+        """ThreadedAPIServer's endpoint listens with a backlog of 1024, not Twisted's 50."""
+        server = MemoryServer(endpoint=endpoint_for("127.0.0.1", 0))
+        [(port, _, backlog, interface)] = server.reactor.tcpServers
+        self.assertEqual((port, backlog, interface), (0, 1024, "127.0.0.1"))
 
     def test_listen_failure_raises_synchronously(self) -> None:
         """privilegedStartService raises the listen error (twistd exits with it)."""

@@ -241,7 +241,7 @@ class MakeServiceTests(SynchronousTestCase):
         parent = tap.makeService(options, reactor)
         service, sigterm = list(parent)
         self.assertIsInstance(service, APIService)
-        self.assertIsInstance(sigterm, tap.GracefulSIGTERM)
+        self.assertIsInstance(sigterm, tap.DaemonProcess)
         parent.privilegedStartService()
         [(port, factory, _, interface)] = reactor.tcpServers
         self.assertEqual((port, interface), (8443, "127.0.0.3"))

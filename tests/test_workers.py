@@ -85,3 +85,28 @@ class PoolTests(SynchronousTestCase):
         self.pool.stop()
         self.assertTrue(all(thread.daemon for thread in self.pool._threads))
         gate.set()
+
+
+class HandOverTests(SynchronousTestCase):
+    """Jobs submitted in one reactor iteration reach the workers together, at its end."""
+
+    def test_batched_hand_over(self) -> None:
+        """Nothing reaches the workers until the reactor runs the end-of-iteration call."""
+        later: list[Callable[[], Any]] = []
+
+        class Reactor(FakeReactor):
+            def callLater(self, delay: float, function: Callable[..., Any], *args: Any) -> None:
+                later.append(lambda: function(*args))
+
+        reactor = Reactor()
+        pool = ThreadedCallbackPool(reactor, 2, name="batch")
+        pool.start()
+        self.addCleanup(pool.stop)
+        results: list[int] = []
+        for value in range(5):
+            pool.submit(lambda value=value: value, lambda ok, v: results.append(v))
+        self.assertEqual(len(later), 1)  # one hand-over scheduled for all five
+        self.assertTrue(pool._jobs.empty())
+        later.pop()()
+        self.assertTrue(wait_until(lambda: reactor.run_pending() >= 0 and len(results) == 5))
+        self.assertEqual(sorted(results), [0, 1, 2, 3, 4])
