@@ -45,6 +45,10 @@ class APIRequest(server.Request):
             return
         super().gotLength(length)
 
+    def parseCookies(self) -> None:
+        """Skip Twisted's cookie parsing: the endpoints read the Cookie header themselves
+        (they must see a duplicated C{sessionToken}, which C{received_cookies} hides)."""
+
     def handleContentChunk(self, data: bytes) -> None:
         """Count body bytes as they arrive (chunked bodies have no length up front)."""
         channel: APIChannel = self.channel

@@ -173,6 +173,11 @@ class SessionRegistry:
         return len(sessions)
 
     def end_all(self, reason: str) -> None:
-        """End every session (the server is stopping)."""
-        for session in self.snapshot():
-            self.end(session, reason)
+        """End every session at once (the server is stopping), with one log line for all."""
+        sessions = self.snapshot()
+        for session in sessions:
+            session.invalidate()
+        self._by_hash.clear()
+        self._by_user.clear()
+        if sessions:
+            self._log.info("%d session(s) ended: %s", len(sessions), reason)

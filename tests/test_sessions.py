@@ -131,3 +131,15 @@ class RegistryTests(SynchronousTestCase):
         self.assertEqual(sessions.end_user("alice"), 2)
         self.assertEqual(sessions.end_user("alice"), 0)
         self.assertEqual([s.username for s in sessions.snapshot()], ["bob"])
+
+    def test_end_all(self) -> None:
+        """end_all invalidates every session with a single log line."""
+        clock = Clock()
+        logger, log = recording_logger()
+        sessions = SessionRegistry(now=clock.seconds, logger=logger)
+        created = [sessions.create(f"user{index}") for index in range(50)]
+        sessions.end_all("server stopped")
+        self.assertEqual(len(sessions), 0)
+        self.assertFalse(any(session.is_valid() for session in created))
+        self.assertEqual([record.getMessage() for record in log.records],
+                         ["50 session(s) ended: server stopped"])
