@@ -34,6 +34,8 @@ def answer(request: Any, code: int, payload: dict[str, Any]) -> bytes:
 
 
 class Login(Resource):
+    """POST /login: check the password, start a session."""
+
     isLeaf = True
 
     def render_POST(self, request: Any) -> bytes:
@@ -48,6 +50,8 @@ class Login(Resource):
 
 
 class Logout(Resource):
+    """POST /logout: end the session."""
+
     isLeaf = True
 
     def render_POST(self, request: Any) -> bytes:
@@ -57,6 +61,8 @@ class Logout(Resource):
 
 
 class Communicate(Resource):
+    """POST /communicate: run the callback inline or through deferToThread."""
+
     isLeaf = True
 
     def __init__(self, threaded: bool) -> None:

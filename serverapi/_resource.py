@@ -15,7 +15,7 @@ from twisted.web.server import NOT_DONE_YET
 from ._config import ServerConfig
 from ._dispatch import Dispatcher
 from ._json import BadJSON, encode, parse_object
-from ._responses import close_after_response, send, send_error
+from ._responses import send, send_error
 from ._sessions import LoginSession, SessionRegistry, SessionTableFull
 from ._throttle import LoginThrottle
 from ._tls import peer_certificate_subject

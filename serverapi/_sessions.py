@@ -134,7 +134,8 @@ class SessionRegistry:
             return False
         if self._idle_timeout is not None or self._max_age is not None:
             now = self._now()
-            if self._idle_timeout is not None and now - session.last_active_at >= self._idle_timeout:
+            idle = now - session.last_active_at
+            if self._idle_timeout is not None and idle >= self._idle_timeout:
                 self.end(session, "expired: idle")
                 return False
             if self._max_age is not None and now - session.created_at >= self._max_age:

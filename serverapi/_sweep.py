@@ -1,4 +1,4 @@
-"""The periodic session validity sweep, run in chunks so a large registry never stalls the reactor."""
+"""The periodic validity sweep, in chunks so a large registry never stalls the reactor."""
 
 from __future__ import annotations
 

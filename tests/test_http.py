@@ -220,6 +220,8 @@ HOSTILE = [
      b"Transfer-Encoding: gzip\r\n\r\n", 400),
     ("bare CR in header value", b"POST /communicate HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n"
      b"Content-Length: 2\r\n\r\n{}", 400),
+    ("bare LF in header value", b"POST /communicate HTTP/1.1\r\nHost: x\r\nX-A: a\nb\r\n"
+     b"Content-Length: 2\r\n\r\n{}", 400),
     ("NUL in header value", b"POST /communicate HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
     ("header without colon", b"POST /communicate HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", 400),
     ("space in header name", b"POST /communicate HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400),

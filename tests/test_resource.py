@@ -354,7 +354,8 @@ class RoutingTests(HeadersMixin, SynchronousTestCase):
     def test_form_content_types_are_415(self) -> None:
         """Form-capable content types are refused on every endpoint; none is missing is fine."""
         token = self.server.login()
-        for content_type in [b"application/x-www-form-urlencoded", b"text/plain", b"text/plain; charset=utf-8", b"TEXT/PLAIN"]:
+        for content_type in [b"application/x-www-form-urlencoded", b"text/plain",
+                             b"text/plain; charset=utf-8", b"TEXT/PLAIN"]:
             for path in ["/login", "/logout", "/communicate"]:
                 response = self.server.post(path, {"username": "alice",
                                                    "password": "password123"},

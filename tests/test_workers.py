@@ -95,6 +95,8 @@ class HandOverTests(SynchronousTestCase):
         later: list[Callable[[], Any]] = []
 
         class Reactor(FakeReactor):
+            """Keeps callLater calls for the test to run."""
+
             def callLater(self, delay: float, function: Callable[..., Any], *args: Any) -> None:
                 later.append(lambda: function(*args))
 
