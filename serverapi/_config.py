@@ -34,7 +34,8 @@ def _check_number(name: str, value: object, *, integer: bool = False,
         kind = "an integer" if integer else "a number"
         extra = " or None" if optional else ""
         raise TypeError(f"{name} must be {kind}{extra}, not {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+    number = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
         raise ValueError(f"{name} must be {'zero or more' if zero else 'positive'}, "
                          f"got {value!r}")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
@@ -17,19 +17,19 @@ class Deadlines:
     def __init__(self, clock: IReactorTime, delay: float) -> None:
         self._clock = clock
         self._delay = delay
-        self._due: dict[Hashable, tuple[float, Callable[[], object]]] = {}
+        self._due: dict[object, tuple[float, Callable[[], object]]] = {}
         self._timer: IDelayedCall | None = None
 
     def __len__(self) -> int:
         return len(self._due)
 
-    def add(self, key: Hashable, on_expire: Callable[[], object]) -> None:
+    def add(self, key: object, on_expire: Callable[[], object]) -> None:
         """Start C{key}'s deadline now."""
         self._due[key] = (self._clock.seconds() + self._delay, on_expire)
         if self._timer is None:
             self._timer = self._clock.callLater(self._delay, self._expire)
 
-    def discard(self, key: Hashable) -> bool:
+    def discard(self, key: object) -> bool:
         """Stop C{key}'s deadline; return whether it was still running."""
         return self._due.pop(key, None) is not None
 

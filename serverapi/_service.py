@@ -110,7 +110,7 @@ class APIService(Service):
             return fail(self._outcome)
         return succeed(self._outcome)
 
-    def stopService(self) -> Deferred[None]:
+    def stopService(self) -> Deferred[Any]:
         """Stop accepting, let callbacks finish within the grace period, then close everything."""
         super().stopService()
         self.sweeper.stop()
@@ -128,9 +128,8 @@ class APIService(Service):
         drained = self.callbacks.idle()
         drained.addTimeout(self.config.shutdown_grace, self.reactor,
                            onTimeoutCancel=self._grace_over)
-        done = DeferredList([stopped, drained], consumeErrors=True)
-        done.addCallback(lambda _: self._finish_stop())
-        return done
+        done: Deferred[Any] = DeferredList([stopped, drained], consumeErrors=True)
+        return done.addCallback(lambda _: self._finish_stop())
 
     def _grace_over(self, result: object, timeout: float) -> None:
         """Callbacks still running after the grace period: stop waiting for them."""

@@ -131,7 +131,7 @@ class ThreadedAPIServer:
         """The bound port while listening (useful with port 0), else the configured one."""
         service = self._service
         if service is not None and service.port is not None:
-            return int(service.port.getHost().port)
+            return int(getattr(service.port.getHost(), "port"))
         return self._configured_port
 
     def setConnectionSecurityParams(self, certfile: str | None = None,

@@ -108,7 +108,7 @@ def _reason(error: Exception) -> str:
 
 def peer_certificate_subject(request: IRequest) -> str | None:
     """The verified client certificate's subject (RFC 4514), or C{None} without one."""
-    transport = getattr(request.channel, "transport", None)
+    transport = getattr(getattr(request, "channel", None), "transport", None)
     get = getattr(transport, "getPeerCertificate", None)
     certificate = get() if get is not None else None
     if certificate is None:

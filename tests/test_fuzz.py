@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -37,7 +38,8 @@ class FuzzTests(SynchronousTestCase):
         self.server = MemoryServer(max_recv_calls_per_request=1)
         self.token = self.server.login()
 
-    @settings(max_examples=300, deadline=None,
+    @settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None,
+              derandomize=not os.environ.get("FUZZ_EXAMPLES"), database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(method=METHODS, path=PATHS, body=BODIES, content_type=CONTENT_TYPES,
            cookie=st.one_of(st.none(), st.just("VALID"), HEADER_VALUES.map(
