@@ -17,6 +17,9 @@ from ._responses import raw_error, send_error
 from ._resource import RootResource
 
 
+# A login body is a username and a password: 64 KiB is generous, and it keeps clients that have
+# not logged in from making the reactor parse megabytes of JSON.
+MAX_LOGIN_BODY_BYTES = 64 * 1024
 _date_cache: tuple[int, bytes] = (0, b"")
 
 
@@ -35,11 +38,13 @@ class APIRequest(server.Request):
     """A request that refuses an oversized body before reading it and sends no Server header."""
 
     _body_bytes = 0
+    _body_cap = 0
 
     def gotLength(self, length: int | None) -> None:
-        """Refuse at once a declared body larger than the cap (or a 404/405 with any body)."""
+        """Refuse at once a declared body larger than this path's cap."""
         channel: APIChannel = self.channel
-        refusal = channel.site.refusal(channel, length)
+        self._body_cap = channel.site.body_cap(channel._path)
+        refusal = channel.site.refusal(channel, length, self._body_cap)
         if refusal is not None:
             channel.refuse(*refusal)
             return
@@ -55,7 +60,7 @@ class APIRequest(server.Request):
         if channel.refused:
             return
         self._body_bytes += len(data)
-        if self._body_bytes > channel.site.max_body_bytes:
+        if self._body_bytes > self._body_cap:
             channel.refuse(413, "Request body too large.")
             return
         self.content.write(data)
@@ -188,6 +193,7 @@ class APISite(server.Site):
                  logger: logging.Logger, reactor: Any) -> None:
         super().__init__(root, timeout=timeout, reactor=reactor, parsePOSTFormSubmission=False)
         self.max_body_bytes = max_body_bytes
+        self.max_login_body_bytes = min(max_body_bytes, MAX_LOGIN_BODY_BYTES)
         self.request_deadline = 3 * timeout
         self.deadlines = Deadlines(reactor, self.request_deadline)
         self.logger = logger
@@ -198,13 +204,20 @@ class APISite(server.Site):
         channel.abortTimeout = min(self.timeOut or 15, 15)
         return channel
 
-    def refusal(self, channel: APIChannel, length: int | None) -> tuple[int, str] | None:
+    def body_cap(self, target: bytes) -> int:
+        """The largest body accepted for a request target: C{/login} needs only a few bytes."""
+        if target.split(b"?", 1)[0] == b"/login":
+            return self.max_login_body_bytes
+        return self.max_body_bytes
+
+    def refusal(self, channel: APIChannel, length: int | None,
+                cap: int) -> tuple[int, str] | None:
         """What to answer, before reading it, to a declared body past the cap.
 
         The order is the contract's: a 404 or 405 outranks the 413.  (C{_command} and C{_path}
         are where C{HTTPChannel} keeps the request line until the request object gets it.)
         """
-        if length is None or length <= self.max_body_bytes:
+        if length is None or length <= cap:
             return None
         return (self.resource.refusal(channel._command, channel._path)
                 or (413, "Request body too large."))

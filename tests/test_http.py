@@ -145,6 +145,24 @@ class BodyCapTests(ServedMixin, SynchronousTestCase):
         self.assertEqual(self.calls, [])
         self.assertNextClientServed()
 
+    def test_login_cap(self) -> None:
+        """/login takes at most 64 KiB (or the general cap, if smaller), declared or chunked."""
+        server = MemoryServer()
+        padding = b"x" * (64 * 1024)
+        body = b'{"username": "alice", "password": "password123", "p": "' + padding + b'"}'
+        answer, transport = server.raw(request_bytes("/login", body))
+        self.assertEqual(status_of(answer), 413)
+        self.assertTrue(transport.disconnecting)
+        small = b'{"username": "alice", "password": "password123", "p": "' + b"x" * 60000 + b'"}'
+        self.assertEqual(status_of(server.raw(request_bytes("/login", small))[0]), 200)
+        chunked = (b"POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   + b"%x\r\n%s\r\n" % (len(body), body) + b"0\r\n\r\n")
+        self.assertEqual(status_of(server.raw(chunked)[0]), 413)
+        # /communicate keeps the general cap.
+        token = server.login()
+        big = b'{"p": "' + b"x" * 200000 + b'"}'
+        self.assertEqual(status_of(server.raw(request_bytes(body=big, cookie=token))[0]), 200)
+
     def test_chunked_within_cap(self) -> None:
         """A chunked body under the cap is served."""
         body = b'{"chunked": true}'
