@@ -3,33 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+K = TypeVar("K")
 
-class Deadlines:
-    """Calls a key's C{on_expire} unless the key is discarded within C{delay} seconds.
+
+class Deadlines(Generic[K]):
+    """Calls C{on_expire(key)} for each key not discarded within C{delay} seconds of its adding.
 
     Every key gets the same delay, so insertion order is deadline order: one timer, set for the
-    oldest key, serves them all.
+    oldest key, serves them all, and a running deadline costs one float.
     """
 
-    def __init__(self, clock: IReactorTime, delay: float) -> None:
+    def __init__(self, clock: IReactorTime, delay: float, on_expire: Callable[[K], object]) -> None:
         self._clock = clock
         self._delay = delay
-        self._due: dict[object, tuple[float, Callable[[], object]]] = {}
+        self._on_expire = on_expire
+        self._due: dict[K, float] = {}
         self._timer: IDelayedCall | None = None
 
     def __len__(self) -> int:
         return len(self._due)
 
-    def add(self, key: object, on_expire: Callable[[], object]) -> None:
+    def add(self, key: K) -> None:
         """Start C{key}'s deadline now."""
-        self._due[key] = (self._clock.seconds() + self._delay, on_expire)
+        self._due[key] = self._clock.seconds() + self._delay
         if self._timer is None:
             self._timer = self._clock.callLater(self._delay, self._expire)
 
-    def discard(self, key: object) -> bool:
+    def discard(self, key: K) -> bool:
         """Stop C{key}'s deadline; return whether it was still running."""
         return self._due.pop(key, None) is not None
 
@@ -47,9 +51,9 @@ class Deadlines:
         now = self._clock.seconds()
         while due:
             key = next(iter(due))
-            when, on_expire = due[key]
+            when = due[key]
             if when > now:
                 self._timer = self._clock.callLater(when - now, self._expire)
                 return
             del due[key]
-            on_expire()
+            self._on_expire(key)

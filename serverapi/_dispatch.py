@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from operator import methodcaller
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -11,14 +11,33 @@ from twisted.internet.interfaces import IReactorTime
 from ._deadlines import Deadlines
 from ._workers import CallbackPool
 
-class Job(Protocol):
-    """What a dispatched job tells when it ends."""
+
+class Job:
+    """A unit of work for a Dispatcher: C{run} in a worker, then C{finished} or C{expired}.
+
+    Subclasses define the three methods and their own slots; the job itself is what the pool
+    queues and what the deadline table keys, so a request waiting for a worker costs one object.
+    """
+
+    __slots__ = ("dispatcher",)
+
+    dispatcher: Dispatcher
+
+    def run(self) -> Any:
+        """In a worker: do the work."""
+        raise NotImplementedError()
 
     def finished(self, ok: bool, value: Any) -> None:
-        """The work returned C{value} (C{ok}) or raised it (not C{ok}) within the deadline."""
+        """On the reactor: the work returned C{value} (C{ok}) or raised it, within the deadline."""
+        raise NotImplementedError()
 
     def expired(self) -> None:
-        """The deadline passed first; C{finished} will not be called."""
+        """On the reactor: the deadline passed first; C{finished} will not be called."""
+        raise NotImplementedError()
+
+    def done(self, ok: bool, value: Any) -> None:
+        """The pool's report that C{run} ended."""
+        self.dispatcher._returned(self, ok, value)
 
 
 class Dispatcher:
@@ -33,7 +52,8 @@ class Dispatcher:
                  deadline: float) -> None:
         self._pool = pool
         self._capacity = capacity
-        self.deadlines = Deadlines(clock, deadline)
+        self.deadlines: Deadlines[Job] = Deadlines(clock, deadline,
+                                                     methodcaller("expired"))
         self.in_flight = 0
         self._idle_waiters: list[Deferred[None]] = []
 
@@ -41,11 +61,12 @@ class Dispatcher:
         """Whether a new job would go past the bound (the caller answers 503)."""
         return self.in_flight >= self._capacity
 
-    def run(self, work: Callable[[], Any], job: Job) -> None:
-        """Run C{work} in the pool, then tell C{job} how it ended."""
+    def run(self, job: Job) -> None:
+        """Run C{job} in the pool; it hears how it ended."""
         self.in_flight += 1
-        self.deadlines.add(job, job.expired)
-        self._pool.submit(work, _Ticket(self, job))
+        job.dispatcher = self
+        self.deadlines.add(job)
+        self._pool.submit(job)
 
     def _returned(self, job: Job, ok: bool, value: Any) -> None:
         """A worker returned: free its place, and report unless the deadline passed first."""
@@ -64,16 +85,3 @@ class Dispatcher:
         waiter: Deferred[None] = Deferred()
         self._idle_waiters.append(waiter)
         return waiter
-
-
-class _Ticket:
-    """The pool's C{done} for one job (a small object rather than a closure per request)."""
-
-    __slots__ = ("dispatcher", "job")
-
-    def __init__(self, dispatcher: Dispatcher, job: Job) -> None:
-        self.dispatcher = dispatcher
-        self.job = job
-
-    def __call__(self, ok: bool, value: Any) -> None:
-        self.dispatcher._returned(self.job, ok, value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
+from operator import methodcaller
 from typing import Any
 
 from OpenSSL import SSL
@@ -20,18 +20,7 @@ from ._resource import RootResource
 # A login body is a username and a password: 64 KiB is generous, and it keeps clients that have
 # not logged in from making the reactor parse megabytes of JSON.
 MAX_LOGIN_BODY_BYTES = 64 * 1024
-_date_cache: tuple[int, bytes] = (0, b"")
-
-
-def _http_date() -> bytes:
-    """The C{Date} header for now, formatted once per second rather than once per request."""
-    global _date_cache
-    now = int(time.time())
-    second, text = _date_cache
-    if second != now:
-        text = http.datetimeToString(now)
-        _date_cache = (now, text)
-    return text
+_NO_SEGMENTS: list[bytes] = []  # shared and never changed: routing uses the whole path
 
 
 class APIRequest(server.Request):
@@ -66,13 +55,12 @@ class APIRequest(server.Request):
         self.content.write(data)
 
     def process(self) -> None:
-        """Route and render, as C{server.Request.process} does but without a C{Server} header."""
-        self.site = self.channel.site
-        self.setHeader(b"Date", _http_date())
-        self.prepath = []
-        self.postpath = [self.path[1:]]
+        """Route on the exact path and render: C{server.Request.process} without the segment
+        traversal (the routes are whole paths) and without a C{Server} header."""
+        site = self.site = self.channel.site
+        self.prepath = self.postpath = _NO_SEGMENTS
         try:
-            self.render(self.site.getResourceFor(self))
+            self.render(site.resource.route(self.path))
         except BaseException:
             self.processingFailed(Failure())
 
@@ -91,6 +79,7 @@ class APIChannel(http.HTTPChannel):
     refused = False
     _receiving = False
     _host: Any = None
+    _peer: Any = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -102,13 +91,19 @@ class APIChannel(http.HTTPChannel):
             self._host = self.transport.getHost()
         return self._host
 
+    def getPeer(self) -> Any:
+        """The client's address, made once per connection, not per request."""
+        if self._peer is None:
+            self._peer = self.transport.getPeer()
+        return self._peer
+
     def dataReceived(self, data: bytes) -> None:
         """Start the request deadline on a request's first byte; drop input once refused."""
         if self.refused:
             return
         if not self._receiving and not self._handlingRequest:
             self._receiving = True
-            self.site.deadlines.add(self, self._deadline_passed)
+            self.site.deadlines.add(self)
         super().dataReceived(data)
 
     def allHeadersReceived(self) -> None:
@@ -195,7 +190,8 @@ class APISite(server.Site):
         self.max_body_bytes = max_body_bytes
         self.max_login_body_bytes = min(max_body_bytes, MAX_LOGIN_BODY_BYTES)
         self.request_deadline = 3 * timeout
-        self.deadlines = Deadlines(reactor, self.request_deadline)
+        self.deadlines: Deadlines[APIChannel] = Deadlines(reactor, self.request_deadline,
+                                                          methodcaller("_deadline_passed"))
         self.logger = logger
         self.channels: set[APIChannel] = set()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from functools import partial
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +12,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ._config import ServerConfig
-from ._dispatch import Dispatcher
+from ._dispatch import Dispatcher, Job
 from ._json import BadJSON, encode, parse_object
 from ._responses import send, send_error
 from ._sessions import LoginSession, SessionRegistry, SessionTableFull
@@ -156,8 +155,7 @@ class LoginResource(_Endpoint):
         if context.hashing.full():
             send_error(request, 503, "Server busy. Try again later.", close=True)
             return NOT_DONE_YET
-        context.hashing.run(partial(store.verify, username, password),
-                            _PasswordCheck(self, request, username, peer))
+        context.hashing.run(_PasswordCheck(self, request, username, password, peer))
         return NOT_DONE_YET
 
     def _end_presented_session(self, request: IRequest) -> None:
@@ -245,10 +243,8 @@ class CommunicateResource(_Endpoint):
         if context.callbacks.full():
             send_error(request, 503, "Server busy. Try again later.")
             return NOT_DONE_YET
-        context.callbacks.run(
-            partial(_call_and_encode, context.config.request_callback, session.username,
-                    session.session_token, data),
-            _Exchange(self, request, session))
+        _release_input(request)
+        context.callbacks.run(_Exchange(self, request, session, data))
         return NOT_DONE_YET
 
     def _answer(self, request: IRequest, session: LoginSession, ok: bool, value: Any) -> None:
@@ -271,6 +267,19 @@ class CommunicateResource(_Endpoint):
         send(request, 200, body, close=force_close)
 
 
+def _release_input(request: IRequest) -> None:
+    """Let go of what was read (body, request headers) before the request waits for a worker.
+
+    Nothing reads them again, and a request that waits holds fewer objects for the garbage
+    collector to track: under load, the collector's work grows with what requests hold while
+    they wait.  (Twisted copes with C{content} being C{None} when it cleans up.)
+    """
+    request.content = None
+    headers = request.requestHeaders
+    for name, _ in list(headers.getAllRawHeaders()):
+        headers.removeHeader(name)
+
+
 def _gone(request: IRequest) -> bool:
     """Whether the client left before its response: Twisted's own flag, set on connection loss.
 
@@ -280,16 +289,22 @@ def _gone(request: IRequest) -> bool:
     return bool(getattr(request, "_disconnected", False))
 
 
-class _Exchange:
-    """One /communicate request waiting for its callback."""
+class _Exchange(Job):
+    """One /communicate request: its callback runs in a worker, its answer on the reactor."""
 
-    __slots__ = ("resource", "request", "session")
+    __slots__ = ("resource", "request", "session", "data")
 
     def __init__(self, resource: CommunicateResource, request: IRequest,
-                 session: LoginSession) -> None:
+                 session: LoginSession, data: dict[str, Any]) -> None:
         self.resource = resource
         self.request = request
         self.session = session
+        self.data = data
+
+    def run(self) -> tuple[bool, bool, bytes]:
+        session = self.session
+        return _call_and_encode(self.resource._context.config.request_callback,
+                                session.username, session.session_token, self.data)
 
     def finished(self, ok: bool, value: Any) -> None:
         self.resource._answer(self.request, self.session, ok, value)
@@ -299,17 +314,22 @@ class _Exchange:
             send_error(self.request, 503, "Request timed out.", close=True)
 
 
-class _PasswordCheck:
-    """One /login waiting for its password hash to be checked."""
+class _PasswordCheck(Job):
+    """One /login whose password hash is checked in a worker."""
 
-    __slots__ = ("resource", "request", "username", "peer")
+    __slots__ = ("resource", "request", "username", "password", "peer")
 
     def __init__(self, resource: LoginResource, request: IRequest, username: str,
-                 peer: str) -> None:
+                 password: str, peer: str) -> None:
         self.resource = resource
         self.request = request
         self.username = username
+        self.password = password
         self.peer = peer
+
+    def run(self) -> bool:
+        return self.resource._context.config.credential_store.verify(self.username,
+                                                                     self.password)
 
     def finished(self, ok: bool, value: Any) -> None:
         if not _gone(self.request):
@@ -366,7 +386,11 @@ class RootResource(Resource):
 
     def getChildWithDefault(self, path: bytes, request: IRequest) -> Resource:
         """Pick the endpoint for the whole path, whatever segment traversal is at."""
-        return self.routes.get(request.path, self._not_found)
+        return self.route(request.path)
+
+    def route(self, path: bytes) -> Resource:
+        """The endpoint for exactly C{path} (no query string), or the 404 resource."""
+        return self.routes.get(path, self._not_found)
 
     def render(self, request: IRequest) -> Any:
         """Unreachable in practice (traversal always picks a child); answer 404."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from http import HTTPStatus
 
+from twisted.web.http import datetimeToString
 from twisted.web.iweb import IRequest
 
 from ._json import encode
@@ -15,6 +17,20 @@ _COMMON_HEADERS = (
     (b"X-Content-Type-Options", [b"nosniff"]),
     (b"Cache-Control", [b"no-store"]),
 )
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The C{Date} header for now, formatted once per second rather than once per response."""
+    global _date_cache
+    now = int(time.time())
+    second, text = _date_cache
+    if second != now:
+        text = datetimeToString(now)
+        _date_cache = (now, text)
+    return text
 
 
 def error_body(message: str) -> bytes:
@@ -35,6 +51,7 @@ def send(request: IRequest, code: int, body: bytes, *, close: bool = False) -> N
     headers = request.responseHeaders
     request.setResponseCode(code)
     headers.removeHeader(b"Server")
+    headers.setRawHeaders(b"Date", [http_date()])
     for name, value in _COMMON_HEADERS:
         headers.setRawHeaders(name, value)
     if request.isSecure():

@@ -5,23 +5,29 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 
-# A finished job: the function to call on the reactor with (succeeded, value).
-Done = Callable[[bool, Any], None]
+
+class PoolJob(Protocol):
+    """Work for a pool: C{run()} in a worker, then C{done(ok, value)} on the reactor."""
+
+    def run(self) -> Any:
+        """Do the work (in a worker thread) and return its result."""
+
+    def done(self, ok: bool, value: Any) -> None:
+        """On the reactor: the result of C{run()} (C{ok}), or what it raised (not C{ok})."""
 
 
 class CallbackPool(Protocol):
-    """What the core needs from a pool: run C{work} off the reactor, then C{done} on it."""
+    """What the core needs from a pool."""
 
     def start(self) -> None:
         """Start the workers."""
 
-    def submit(self, work: Callable[[], Any], done: Done) -> None:
-        """Run C{work()} in a worker; later call C{done(ok, value)} on the reactor thread."""
+    def submit(self, job: PoolJob) -> None:
+        """Run C{job.run()} in a worker; later call C{job.done(ok, value)} on the reactor."""
 
     def stop(self) -> None:
         """Ask the workers to exit once idle; never blocks."""
@@ -35,18 +41,19 @@ class ThreadedCallbackPool:
     A worker that finishes a job appends the result to a shared list and wakes the reactor only
     when that list was empty, so under load one wake-up delivers many results.  The threads are
     daemons: a callback stuck forever can delay nothing but its own request, not a stop or the
-    process exit.
+    process exit.  A job is one object, so a request waiting for a worker holds few objects for
+    the garbage collector to track.
     """
 
     def __init__(self, reactor: Any, size: int, name: str = "serverapi") -> None:
         self._reactor: IReactorFromThreads = reactor
         self._clock: IReactorTime = reactor
-        self._batch: list[tuple[Callable[[], Any], Done]] = []
+        self._batch: list[PoolJob] = []
         self._size = size
         self._name = name
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Done] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[PoolJob | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._results: list[tuple[Done, bool, Any]] = []
+        self._results: list[tuple[PoolJob, bool, Any]] = []
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -57,10 +64,10 @@ class ThreadedCallbackPool:
             self._threads.append(thread)
             thread.start()
 
-    def submit(self, work: Callable[[], Any], done: Done) -> None:
-        """Queue C{work} for the workers at the end of this reactor iteration."""
+    def submit(self, job: PoolJob) -> None:
+        """Queue C{job} for the workers at the end of this reactor iteration."""
         batch = self._batch
-        batch.append((work, done))
+        batch.append(job)
         if len(batch) == 1:
             self._clock.callLater(0, self._hand_over)
 
@@ -89,22 +96,21 @@ class ThreadedCallbackPool:
             job = jobs.get()
             if job is None:
                 return
-            work, done = job
             try:
-                result: tuple[Done, bool, Any] = (done, True, work())
+                result: tuple[PoolJob, bool, Any] = (job, True, job.run())
             except BaseException as error:  # handed to the reactor, which logs it
-                result = (done, False, error)
+                result = (job, False, error)
             with self._lock:
                 results = self._results
                 results.append(result)
                 wake = len(results) == 1
             if wake:
                 self._reactor.callFromThread(self._deliver)
-            del job, work, done, result
+            del job, result
 
     def _deliver(self) -> None:
-        """On the reactor: hand every finished result to its C{done}."""
+        """On the reactor: hand every finished result to its job."""
         with self._lock:
             results, self._results = self._results, []
-        for done, ok, value in results:
-            done(ok, value)
+        for job, ok, value in results:
+            job.done(ok, value)

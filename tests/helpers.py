@@ -6,7 +6,6 @@ import json
 import os
 from http.cookiejar import DefaultCookiePolicy
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from treq.testing import StubTreq
@@ -16,7 +15,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from serverapi import ServerConfig, makeAPIService
 from serverapi._http import APIChannel
 from serverapi._service import APIService
-from serverapi._workers import Done
+from serverapi._workers import PoolJob
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CREDENTIALS = {"alice": "password123", "bob": "securepassword"}
@@ -41,14 +40,14 @@ class SyncPool:
     def stop(self) -> None:
         self.stopped = True
 
-    def submit(self, work: Callable[[], Any], done: Done) -> None:
+    def submit(self, job: PoolJob) -> None:
         self.ran += 1
         try:
-            value = work()
+            value = job.run()
         except BaseException as error:
-            done(False, error)
+            job.done(False, error)
         else:
-            done(True, value)
+            job.done(True, value)
 
 
 class HeldPool(SyncPool):
@@ -56,15 +55,14 @@ class HeldPool(SyncPool):
 
     def __init__(self) -> None:
         super().__init__()
-        self.jobs: list[tuple[Callable[[], Any], Done]] = []
+        self.jobs: list[PoolJob] = []
 
-    def submit(self, work: Callable[[], Any], done: Done) -> None:
-        self.jobs.append((work, done))
+    def submit(self, job: PoolJob) -> None:
+        self.jobs.append(job)
 
     def release(self, index: int = 0) -> None:
         """Run one held job and deliver its result."""
-        work, done = self.jobs.pop(index)
-        SyncPool.submit(self, work, done)
+        SyncPool.submit(self, self.jobs.pop(index))
 
 
 class RecordingHandler(logging.Handler):

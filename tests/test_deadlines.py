@@ -13,11 +13,11 @@ class DeadlinesTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.deadlines = Deadlines(self.clock, 10)
         self.expired: list[str] = []
+        self.deadlines: Deadlines[str] = Deadlines(self.clock, 10, self.expired.append)
 
     def add(self, key: str) -> None:
-        self.deadlines.add(key, lambda: self.expired.append(key))
+        self.deadlines.add(key)
 
     def test_expiry(self) -> None:
         """Each key expires `delay` seconds after it was added, in order."""

@@ -7,16 +7,24 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from serverapi._dispatch import Dispatcher
+from serverapi._dispatch import Dispatcher, Job
 
 from .helpers import HeldPool
 
 
-class RecordingJob:
-    """A job that records how it ended."""
+class RecordingJob(Job):
+    """A job that returns (or raises) what it is given and records how it ended."""
 
-    def __init__(self, events: list[Any]) -> None:
+    __slots__ = ("events", "value")
+
+    def __init__(self, events: list[Any], value: Any) -> None:
         self.events = events
+        self.value = value
+
+    def run(self) -> Any:
+        if isinstance(self.value, BaseException):
+            raise self.value
+        return self.value
 
     def finished(self, ok: bool, value: Any) -> None:
         self.events.append((ok, value))
@@ -35,7 +43,7 @@ class DispatcherTests(SynchronousTestCase):
         self.events: list[Any] = []
 
     def submit(self, value: Any) -> None:
-        self.dispatcher.run(lambda: value, RecordingJob(self.events))
+        self.dispatcher.run(RecordingJob(self.events, value))
 
     def test_capacity(self) -> None:
         """full() turns true at capacity and false once a job returns."""
@@ -59,7 +67,7 @@ class DispatcherTests(SynchronousTestCase):
 
     def test_errors_delivered(self) -> None:
         """An exception in the job arrives as (False, exception)."""
-        self.dispatcher.run(lambda: 1 / 0, RecordingJob(self.events))
+        self.dispatcher.run(RecordingJob(self.events, ZeroDivisionError()))
         self.pool.release()
         [(ok, error)] = self.events
         self.assertEqual((ok, type(error)), (False, ZeroDivisionError))

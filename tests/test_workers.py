@@ -45,6 +45,14 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     return True
 
 
+class FunctionJob:
+    """A pool job made of a function and a done callback."""
+
+    def __init__(self, work: Callable[[], Any], done: Callable[[bool, Any], None]) -> None:
+        self.run = work
+        self.done = done
+
+
 class PoolTests(SynchronousTestCase):
     """The worker threads and the batched hand-back."""
 
@@ -58,8 +66,9 @@ class PoolTests(SynchronousTestCase):
     def test_runs_off_thread_and_delivers(self) -> None:
         """Work runs in a daemon worker; results and errors come back through the reactor."""
         results: list[Any] = []
-        self.pool.submit(lambda: threading.current_thread(), lambda ok, v: results.append(v))
-        self.pool.submit(lambda: 1 / 0, lambda ok, v: results.append((ok, type(v))))
+        self.pool.submit(FunctionJob(lambda: threading.current_thread(),
+                                     lambda ok, v: results.append(v)))
+        self.pool.submit(FunctionJob(lambda: 1 / 0, lambda ok, v: results.append((ok, type(v)))))
         self.assertTrue(wait_until(lambda: self.reactor.run_pending() >= 0 and len(results) == 2))
         worker = next(r for r in results if isinstance(r, threading.Thread))
         self.assertTrue(worker.daemon)
@@ -71,8 +80,8 @@ class PoolTests(SynchronousTestCase):
         gate = threading.Event()
         results: list[int] = []
         for value in range(3):
-            self.pool.submit(lambda value=value: gate.wait(10) and value,
-                             lambda ok, v: results.append(v))
+            self.pool.submit(FunctionJob(lambda value=value: gate.wait(10) and value,
+                                         lambda ok, v: results.append(v)))
         gate.set()
         self.assertTrue(wait_until(lambda: len(self.pool._results) == 3))
         self.assertEqual(self.reactor.run_pending(), 1)
@@ -81,7 +90,7 @@ class PoolTests(SynchronousTestCase):
     def test_stop_does_not_wait_for_stuck_work(self) -> None:
         """stop() returns while a job is still running; the stuck thread is a daemon."""
         gate = threading.Event()
-        self.pool.submit(lambda: gate.wait(10), lambda ok, v: None)
+        self.pool.submit(FunctionJob(lambda: gate.wait(10), lambda ok, v: None))
         self.pool.stop()
         self.assertTrue(all(thread.daemon for thread in self.pool._threads))
         gate.set()
@@ -106,7 +115,7 @@ class HandOverTests(SynchronousTestCase):
         self.addCleanup(pool.stop)
         results: list[int] = []
         for value in range(5):
-            pool.submit(lambda value=value: value, lambda ok, v: results.append(v))
+            pool.submit(FunctionJob(lambda value=value: value, lambda ok, v: results.append(v)))
         self.assertEqual(len(later), 1)  # one hand-over scheduled for all five
         self.assertTrue(pool._jobs.empty())
         later.pop()()
