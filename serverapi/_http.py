@@ -20,7 +20,8 @@ from ._resource import RootResource
 # A login body is a username and a password: 64 KiB is generous, and it keeps clients that have
 # not logged in from making the reactor parse megabytes of JSON.
 MAX_LOGIN_BODY_BYTES = 64 * 1024
-_NO_SEGMENTS: list[bytes] = []  # shared and never changed: routing uses the whole path
+# Routing uses the whole path, so there are no segments; a tuple, so nothing can add any.
+_NO_SEGMENTS: Any = ()
 
 
 class APIRequest(server.Request):
