@@ -203,6 +203,7 @@ def main() -> int:
                   f"{row['x_thread']:9.2f} {row['p99_x_inline']:12.2f} "
                   f"{row['x_same_gc']:9.2f} {row['p99_x_same_gc']:13.2f}")
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump({"machine": machine(), "rounds": args.rounds, "duration": args.duration,
                        "results": table}, handle, indent=2)

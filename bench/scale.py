@@ -128,6 +128,7 @@ def main() -> int:
     figures["logins"] = login_figures(args.duration)
     print(json.dumps(figures["logins"], indent=2))
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(figures, handle, indent=2)
     return 0
