@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -34,10 +33,9 @@ DUPLICATE = _Duplicate()
 
 @dataclass(frozen=True, eq=False)
 class APIContext:
-    """What the endpoints share: configuration, clock, sessions, throttle and the pools."""
+    """What the endpoints share: configuration, sessions, throttle and the pools."""
 
     config: ServerConfig
-    clock: IReactorTime
     sessions: SessionRegistry
     throttle: LoginThrottle
     callbacks: Dispatcher

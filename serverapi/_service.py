@@ -48,8 +48,7 @@ class APIService(Service):
         throttle = LoginThrottle(now=reactor.seconds, attempts=config.login_attempts,
                                  window=config.login_window,
                                  peer_attempts=config.max_failures_per_peer)
-        context = APIContext(config, reactor, self.sessions, throttle, self.callbacks,
-                             self.hashing)
+        context = APIContext(config, self.sessions, throttle, self.callbacks, self.hashing)
         self.root = RootResource(context)
         self.site = APISite(self.root, timeout=config.timeout,
                             max_body_bytes=config.max_body_bytes, logger=config.logger,
@@ -125,7 +124,8 @@ class APIService(Service):
                         close_after_response(request)
             else:
                 channel.transport.loseConnection()
-        drained = self.callbacks.idle()
+        drained: Deferred[Any] = DeferredList([self.callbacks.idle(), self.hashing.idle()],
+                                              consumeErrors=True)
         drained.addTimeout(self.config.shutdown_grace, self.reactor,
                            onTimeoutCancel=self._grace_over)
         done: Deferred[Any] = DeferredList([stopped, drained], consumeErrors=True)
@@ -133,8 +133,9 @@ class APIService(Service):
 
     def _grace_over(self, result: object, timeout: float) -> None:
         """Callbacks still running after the grace period: stop waiting for them."""
-        self.config.logger.warning("Stopping with %d request callback(s) still running after "
-                                   "%ss", self.callbacks.in_flight, timeout)
+        self.config.logger.warning(
+            "Stopping with %d request callback(s) and %d password check(s) still running after "
+            "%ss", self.callbacks.in_flight, self.hashing.in_flight, timeout)
 
     def _finish_stop(self) -> None:
         """Close what is left (cutting requests still in a callback) and let the workers go."""
@@ -147,9 +148,12 @@ class APIService(Service):
         self.sessions.end_all("server stopped")
 
     def _stop_background(self) -> None:
+        """Stop the sweep, the workers and the deadline timers (late results are dropped)."""
         self.sweeper.stop()
         for pool in self._pools:
             pool.stop()
+        for deadlines in (self.callbacks.deadlines, self.hashing.deadlines, self.site.deadlines):
+            deadlines.clear()
 
     def getSessions(self) -> list[LoginSession]:
         """A snapshot of the live sessions (call on the reactor thread)."""

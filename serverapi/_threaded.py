@@ -49,12 +49,17 @@ def _running_reactor() -> Any:
         return reactor
 
 
+def _refuse_on_reactor_thread() -> None:
+    """Raise rather than deadlock when a call that waits for the reactor is made on it."""
+    if threadable.isInIOThread():
+        raise RuntimeError("this call waits for the reactor, so it cannot be made from the "
+                           "reactor thread (for example from a validity callback)")
+
+
 def _call_in_reactor(reactor: Any, timeout: float, function: Callable[..., Any],
                      *args: Any) -> Any:
     """Run C{function} on the reactor thread and wait (up to C{timeout}) for its result."""
-    if threadable.isInIOThread():
-        raise RuntimeError("this call blocks until the reactor answers, so it cannot be made "
-                           "from the reactor thread (for example from a validity callback)")
+    _refuse_on_reactor_thread()
     box: queue.Queue[Any] = queue.Queue(maxsize=1)
     reactor.callFromThread(lambda: maybeDeferred(function, *args).addBoth(box.put))
     try:
@@ -131,7 +136,7 @@ class ThreadedAPIServer:
         """The bound port while listening (useful with port 0), else the configured one."""
         service = self._service
         if service is not None and service.port is not None:
-            return int(getattr(service.port.getHost(), "port"))
+            return int(service.port.getHost().port)
         return self._configured_port
 
     def setConnectionSecurityParams(self, certfile: str | None = None,
@@ -177,10 +182,7 @@ class ThreadedAPIServer:
             service = self._service
             if service is None:
                 raise RuntimeError("the server is not running")
-            if threadable.isInIOThread():
-                raise RuntimeError("stopAPIServer waits for the reactor, so it cannot be called "
-                                   "from the reactor thread (for example from a validity "
-                                   "callback)")
+            _refuse_on_reactor_thread()
             try:
                 _call_in_reactor(self._reactor, self._config.shutdown_grace + _START_TIMEOUT,
                                  service.stopService)

@@ -11,6 +11,7 @@ from serverapi import hashPassword
 from .helpers import HeldPool, MemoryServer, request_bytes, status_of
 
 HASHED = {"alice": hashPassword("password123"), "bob": "securepassword"}
+ALICE_LOGIN = request_bytes("/login", b'{"username": "alice", "password": "password123"}')
 
 
 class HashedLoginTests(SynchronousTestCase):
@@ -21,8 +22,7 @@ class HashedLoginTests(SynchronousTestCase):
         hash_pool = HeldPool()
         server = MemoryServer(credentials=HASHED, hash_pool=hash_pool)
         channel, transport = server.connect()
-        channel.dataReceived(request_bytes(
-            "/login", b'{"username": "alice", "password": "password123"}'))
+        channel.dataReceived(ALICE_LOGIN)
         self.assertEqual(transport.value(), b"")
         self.assertEqual(len(hash_pool.jobs), 1)
         hash_pool.release()
@@ -62,8 +62,7 @@ class HashedLoginTests(SynchronousTestCase):
         hash_pool = HeldPool()
         server = MemoryServer(credentials=HASHED, hash_pool=hash_pool)
         channel, transport = server.connect()
-        channel.dataReceived(request_bytes(
-            "/login", b'{"username": "alice", "password": "password123"}'))
+        channel.dataReceived(ALICE_LOGIN)
         channel.connectionLost(Failure(ConnectionDone()))
         hash_pool.release()
         self.assertEqual(transport.value(), b"")

@@ -9,7 +9,7 @@ from twisted.python.failure import Failure
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from serverapi import ServerConfig, makeAPIService
+from serverapi import ServerConfig, hashPassword, makeAPIService
 from serverapi._config import endpoint_for
 from serverapi._http import APISite
 
@@ -97,6 +97,33 @@ class ServiceTests(SynchronousTestCase):
         busy.connectionLost(Failure(ConnectionDone()))  # what the reactor does after an abort
         pool.release()  # the late result is dropped without error
         self.assertEqual(busy_transport.value(), b"")
+
+    def test_stop_waits_for_password_checks(self) -> None:
+        """A login whose hash is being checked also finishes before the stop completes."""
+        hash_pool = HeldPool()
+        server = MemoryServer(credentials={"alice": hashPassword("password123")},
+                              hash_pool=hash_pool)
+        channel, transport = server.connect()
+        channel.dataReceived(request_bytes(
+            "/login", b'{"username": "alice", "password": "password123"}'))
+        stopped = server.service.stopService()
+        self.assertNoResult(stopped)
+        hash_pool.release()
+        self.successResultOf(stopped)
+        self.assertEqual(status_of(transport.value()), 200)
+
+    def test_stop_leaves_no_timers(self) -> None:
+        """After a stop, no deadline timer of the server is left on the reactor."""
+        pool = HeldPool()
+        server = MemoryServer(pool=pool)
+        token = server.login()
+        channel, _ = server.connect()
+        channel.dataReceived(request_bytes(cookie=token))
+        pool.release()
+        self.assertNotEqual(server.reactor.getDelayedCalls(), [])
+        self.successResultOf(server.service.stopService())
+        channel.connectionLost(Failure(ConnectionDone()))  # what the reactor does after a close
+        self.assertEqual(server.reactor.getDelayedCalls(), [])
 
     def test_session_management(self) -> None:
         """getSessions and invalidateUserSessions see and end live sessions."""
