@@ -8,6 +8,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -17,6 +19,8 @@ SCRYPT_P = 5
 PBKDF2_MIN_ITERATIONS = 600_000
 _SALT_BYTES = 16
 _HASH_BYTES = 32
+_PAD_SALT = b"serverapi-padding"
+_PAD_ITERATIONS = 1000  # one padding step: a fraction of a millisecond
 
 _SCRYPT = re.compile(
     r"\$scrypt\$ln=(?P<ln>[1-9][0-9]?),r=(?P<r>[1-9][0-9]{0,2}),p=(?P<p>[1-9][0-9]{0,2})"
@@ -103,10 +107,42 @@ def _fingerprint(password: str) -> bytes:
     return hashlib.sha256(password.encode("utf-8", "surrogatepass")).digest()
 
 
-class CredentialStore:
-    """Checks a username and password against plaintext or hashed credentials."""
+def _cost_estimate(hashed: PasswordHash) -> int:
+    """A cost estimate that orders hashes of one scheme: scrypt ~ N*r*p, PBKDF2 ~ iterations."""
+    if hashed.scheme == "scrypt":
+        log2n, r, p = hashed.params
+        return (1 << log2n) * r * p
+    return hashed.params[0]
 
-    __slots__ = ("_plain", "_hashed", "_dummy_plain", "_dummy_hash")
+
+def _describe(hashed: PasswordHash) -> str:
+    """A hash's scheme and cost as in its modular-crypt form, e.g. C{scrypt ln=14,r=8,p=5}."""
+    if hashed.scheme == "scrypt":
+        return "scrypt ln=%d,r=%d,p=%d" % hashed.params
+    return "pbkdf2-sha256 i=%d" % hashed.params
+
+
+def _pad_chunk() -> None:
+    """Burn a fraction of a millisecond of this thread's CPU on a throwaway PBKDF2 derivation."""
+    hashlib.pbkdf2_hmac("sha256", b"padding", _PAD_SALT, _PAD_ITERATIONS)
+
+
+class CredentialStore:
+    """Checks a username and password against plaintext or hashed credentials.
+
+    With only plaintext credentials every check is a constant-time digest comparison, cheap
+    enough for the reactor.  Once any hash is configured every check is slow (it belongs in the
+    hash pool) and every failed check costs what the costliest configured check costs, so the
+    time a failure takes tells nothing about the username: an unknown user is checked against a
+    dummy copy of the costliest hash, and a failed check that was cheaper (a wrong plaintext
+    password, a wrong password for a cheaper hash) is padded with throwaway PBKDF2 rounds until
+    this thread has spent as much CPU time as the costliest check last took.  Padding burns CPU
+    rather than sleeping, because a sleep costs no CPU and so shows once the host is loaded.
+    A successful check is never padded.
+    """
+
+    __slots__ = ("_plain", "_hashed", "_dummy_plain", "_candidates", "_costliest", "_cost",
+                 "_calibration")
 
     def __init__(self, credentials: Mapping[str, str]) -> None:
         self._plain: dict[str, bytes] = {}
@@ -118,12 +154,21 @@ class CredentialStore:
             else:
                 self._hashed[username] = parsed
         self._dummy_plain = secrets.token_bytes(32)
-        first = next(iter(self._hashed.values()), None)
-        self._dummy_hash = None if first is None else first.with_salt(secrets.token_bytes(16))
+        dearest: dict[str, PasswordHash] = {}
+        for hashed in self._hashed.values():
+            best = dearest.get(hashed.scheme)
+            if best is None or _cost_estimate(hashed) > _cost_estimate(best):
+                dearest[hashed.scheme] = hashed
+        # The costliest hash of each scheme; schemes are compared by timing, once, when needed.
+        self._candidates = [hashed.with_salt(secrets.token_bytes(_SALT_BYTES))
+                            for hashed in dearest.values()]
+        self._costliest = self._candidates[0] if len(self._candidates) == 1 else None
+        self._cost: float | None = None  # thread CPU seconds the costliest check last took
+        self._calibration = threading.Lock()
 
     @property
     def has_hashes(self) -> bool:
-        """Whether any user's credential is a hash (so some checks are slow)."""
+        """Whether any user's credential is a hash (so every check is slow)."""
         return bool(self._hashed)
 
     @property
@@ -131,23 +176,73 @@ class CredentialStore:
         """Usernames whose password is stored in plaintext."""
         return sorted(self._plain)
 
+    @property
+    def mixed_credentials_warning(self) -> str | None:
+        """A one-line start-up warning when checks differ in cost (and so are padded), or C{None}.
+
+        Credentials that mix plaintext passwords and hashes, or hashes of different schemes or
+        costs, make every failed login pay for the costliest check.
+        """
+        kinds = sorted({_describe(hashed) for hashed in self._hashed.values()})
+        if self._plain and kinds:
+            kinds.insert(0, "plaintext")
+        if len(kinds) < 2:
+            return None
+        return (f"Credentials mix {', '.join(kinds)}: every failed login is padded to the cost "
+                f"of the costliest check so its timing does not tell which usernames exist; "
+                f"hash every password with one scheme and cost (serverapi.hashPassword) to "
+                f"avoid the extra work")
+
     def is_slow(self, username: str) -> bool:
-        """Whether checking C{username} derives a hash and so belongs in a worker thread."""
-        if username in self._plain:
-            return False
-        return self._dummy_hash is not None
+        """Whether checking C{username} belongs in a worker thread: always, once hashes exist."""
+        return bool(self._candidates)
 
     def verify(self, username: str, password: str) -> bool:
-        """Tell whether C{password} is C{username}'s; unknown users cost as much as known ones."""
+        """Tell whether C{password} is C{username}'s; every failure costs the same."""
+        start = time.thread_time()
         hashed = self._hashed.get(username)
         if hashed is not None:
-            return hashed.verify(password)
-        candidate = _fingerprint(password)
-        plain = self._plain.get(username)
-        if plain is not None:
-            return hmac.compare_digest(candidate, plain)
-        if self._dummy_hash is not None:
-            self._dummy_hash.verify(password)
+            ok = self._check(hashed, password)
         else:
-            hmac.compare_digest(candidate, self._dummy_plain)
-        return False
+            plain = self._plain.get(username)
+            known = self._dummy_plain if plain is None else plain
+            ok = hmac.compare_digest(_fingerprint(password), known) and plain is not None
+            if plain is None and self._candidates:
+                self._check(self._dearest(), password)
+        if not ok and self._candidates:
+            self._pad(start)
+        return ok
+
+    def _check(self, hashed: PasswordHash, password: str) -> bool:
+        """Check C{password} against C{hashed}, recording its cost when it is the costliest."""
+        start = time.thread_time()
+        ok = hashed.verify(password)
+        dearest = self._costliest
+        if dearest is not None and (hashed.scheme, hashed.params) == (dearest.scheme,
+                                                                       dearest.params):
+            self._cost = time.thread_time() - start
+        return ok
+
+    def _dearest(self) -> PasswordHash:
+        """The dummy hash of the costliest check; with two schemes, each is timed once to pick."""
+        dearest = self._costliest
+        if dearest is not None:
+            return dearest
+        with self._calibration:
+            if self._costliest is None:
+                timed = []
+                for hashed in self._candidates:
+                    start = time.thread_time()
+                    hashed.verify("")
+                    timed.append((time.thread_time() - start, _cost_estimate(hashed), hashed))
+                self._cost, _, self._costliest = max(timed, key=lambda item: item[:2])
+            return self._costliest
+
+    def _pad(self, start: float) -> None:
+        """Spend this thread's CPU until the failed check begun at C{start} cost the costliest's."""
+        dearest = self._dearest()
+        if self._cost is None:
+            self._check(dearest, "")  # the first failure measures the costliest check
+        cost = self._cost or 0.0
+        while time.thread_time() - start < cost:
+            _pad_chunk()
