@@ -5,12 +5,15 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ._logging import SafeLogger
+from ._origins import parse_cors_origins
 from ._passwords import CredentialStore
+from ._proxies import parse_trusted_proxies
 
 if TYPE_CHECKING:
     from ._sessions import LoginSession
@@ -94,7 +97,10 @@ class ServerConfig:
     max_sessions: int = 100_000
     session_idle_timeout: float | None = None
     session_max_age: float | None = None
+    cors_origins: Sequence[str] = ()
+    trusted_proxies: Sequence[str] = ()
     credential_store: CredentialStore = field(init=False, repr=False, compare=False)
+    log: SafeLogger = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.credentials, Mapping):
@@ -122,6 +128,9 @@ class ServerConfig:
             )
         if not isinstance(self.logger, logging.Logger):
             raise TypeError(f"logger must be a logging.Logger, not {type(self.logger).__name__}")
+        object.__setattr__(self, "log", SafeLogger(self.logger))
+        object.__setattr__(self, "cors_origins", parse_cors_origins(self.cors_origins))
+        object.__setattr__(self, "trusted_proxies", parse_trusted_proxies(self.trusted_proxies))
         if not isinstance(self.endpoint, str) or not self.endpoint:
             raise TypeError("endpoint must be a non-empty endpoint description string")
         for name in ("timeout", "session_check_interval", "callback_timeout",
@@ -144,7 +153,15 @@ class ServerConfig:
         """Seconds from a request's first byte until its headers and body must have arrived."""
         return 3 * self.timeout
 
-    @property
-    def max_failures_per_peer(self) -> int:
-        """Failed logins one peer address may make within C{login_window}."""
-        return 10 * self.login_attempts
+    def startup_warnings(self) -> list[str]:
+        """Warnings about this configuration, logged once when the server starts."""
+        warnings = []
+        mixed = self.credential_store.mixed_credentials_warning()
+        if mixed is not None:
+            warnings.append(mixed)
+        if self.login_cookie_level == "None" and self.tls is None:
+            warnings.append(
+                "login_cookie_level='None' over plain HTTP: the cookie is sent without a "
+                "SameSite attribute (SameSite=None needs Secure), so browsers treat it as Lax; "
+                "serve TLS (or a trusted proxy's https) for SameSite=None")
+        return warnings

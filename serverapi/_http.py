@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Sequence
 from operator import methodcaller
 from typing import Any
 
 from OpenSSL import SSL
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http, server
 
 from ._deadlines import Deadlines
+from ._logging import SafeLogger
+from ._proxies import ForwardedClient, ProxyPolicy
 from ._responses import raw_error, send_error
 from ._resource import RootResource
 
@@ -20,29 +23,59 @@ from ._resource import RootResource
 # A login body is a username and a password: 64 KiB is generous, and it keeps clients that have
 # not logged in from making the reactor parse megabytes of JSON.
 MAX_LOGIN_BODY_BYTES = 64 * 1024
+# Bodies up to this size are read before the endpoint judges the request; larger or chunked
+# ones are judged from their headers first.
+EARLY_DECISION_BYTES = 64 * 1024
 # Routing uses the whole path, so there are no segments; a tuple, so nothing can add any.
 _NO_SEGMENTS: Any = ()
 
 
 class APIRequest(server.Request):
-    """A request that refuses an oversized body before reading it and sends no Server header."""
+    """A request that refuses what its headers already condemn before reading its body."""
 
     _body_bytes = 0
     _body_cap = 0
+    _forwarded: ForwardedClient | None = None
 
     def gotLength(self, length: int | None) -> None:
-        """Refuse at once a declared body larger than this path's cap."""
+        """Refuse at once what the request line and headers condemn, then make the body's file.
+
+        A body that cannot be buffered (no file descriptor left for its temporary file)
+        is a 503, logged on the user's logger, not a dropped connection.
+        """
         channel: APIChannel = self.channel
-        self._body_cap = channel.site.body_cap(channel._path)
-        refusal = channel.site.refusal(channel, length, self._body_cap)
+        site = channel.site
+        self._body_cap = site.body_cap(channel._path)
+        if site.proxies.enabled:
+            self._forwarded = site.proxies.client(channel.getPeer(), self.requestHeaders)
+        refusal = site.refusal(self, channel._command, channel._path, length, self._body_cap)
         if refusal is not None:
             channel.refuse(*refusal)
             return
-        super().gotLength(length)
+        try:
+            super().gotLength(length)
+        except OSError as error:
+            site.logger.error("Cannot buffer a request body, answering 503: %s", error)
+            channel.refuse(503, "Server busy. Try again later.", [(b"Retry-After", b"1")])
 
     def parseCookies(self) -> None:
         """Skip Twisted's cookie parsing: the endpoints read the Cookie header themselves
         (they must see a duplicated C{sessionToken}, which C{received_cookies} hides)."""
+
+    def getClientAddress(self) -> Any:
+        """The client's address: the connection's peer, or who a trusted proxy forwarded."""
+        forwarded = self._forwarded
+        if forwarded is None:
+            return self.client
+        kind = IPv6Address if ":" in forwarded.host else IPv4Address
+        return kind("TCP", forwarded.host, 0)
+
+    def isSecure(self) -> bool:
+        """Whether the client's connection is TLS: ours, or a trusted proxy's C{https}."""
+        forwarded = self._forwarded
+        if forwarded is not None and forwarded.secure is not None:
+            return forwarded.secure
+        return self.channel is not None and self.channel.isSecure()
 
     def handleContentChunk(self, data: bytes) -> None:
         """Count body bytes as they arrive (chunked bodies have no length up front)."""
@@ -66,11 +99,10 @@ class APIRequest(server.Request):
             self.processingFailed(Failure())
 
     def processingFailed(self, reason: Failure) -> None:
-        """Log an unexpected error to the user's logger and answer a generic 500."""
-        self.site.logger.error("Unhandled error serving %r", self.path,
-                               exc_info=reason.value)
+        """Answer a generic 500, then log the error on the user's logger."""
         if not (self.startedWriting or self.finished or self._disconnected):
             send_error(self, 500, "Internal server error.")
+        self.site.logger.error("Unhandled error serving %r", self.path, exc_info=reason.value)
 
 
 class APIChannel(http.HTTPChannel):
@@ -141,13 +173,19 @@ class APIChannel(http.HTTPChannel):
             self._receiving = False
             self.site.deadlines.discard(self)
 
-    def refuse(self, code: int, message: str) -> None:
+    def refuse(self, code: int, message: str,
+               headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         """Answer a request we will not read any further, and close the connection."""
         self.refused = True
         self._cancel_deadline()
         secure = ISSLTransport.providedBy(self.transport)
-        self.transport.write(raw_error(code, message, secure=secure))
+        self.transport.write(raw_error(code, message, secure=secure, headers=headers))
         self.timeoutConnection()
+
+    def _send100Continue(self) -> None:
+        """Invite the body only when the request has not been refused already."""
+        if not self.refused:
+            super()._send100Continue()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """A request or header line longer than Twisted's line limit."""
@@ -186,7 +224,7 @@ class APISite(server.Site):
     resource: RootResource
 
     def __init__(self, root: RootResource, *, timeout: float, max_body_bytes: int,
-                 logger: logging.Logger, reactor: Any) -> None:
+                 logger: SafeLogger, reactor: Any, proxies: ProxyPolicy) -> None:
         super().__init__(root, timeout=timeout, reactor=reactor, parsePOSTFormSubmission=False)
         self.max_body_bytes = max_body_bytes
         self.max_login_body_bytes = min(max_body_bytes, MAX_LOGIN_BODY_BYTES)
@@ -194,6 +232,7 @@ class APISite(server.Site):
         self.deadlines: Deadlines[APIChannel] = Deadlines(reactor, self.request_deadline,
                                                           methodcaller("_deadline_passed"))
         self.logger = logger
+        self.proxies = proxies
         self.channels: set[APIChannel] = set()
 
     def buildProtocol(self, addr: Any) -> APIChannel:
@@ -207,17 +246,21 @@ class APISite(server.Site):
             return self.max_login_body_bytes
         return self.max_body_bytes
 
-    def refusal(self, channel: APIChannel, length: int | None,
-                cap: int) -> tuple[int, str] | None:
-        """What to answer, before reading it, to a declared body past the cap.
+    def refusal(self, request: APIRequest, method: bytes, target: bytes, length: int | None,
+                cap: int) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        """What to answer, before reading it, to a request with a large or oversized body.
 
-        The order is the contract's: a 404 or 405 outranks the 413.  (C{_command} and C{_path}
-        are where C{HTTPChannel} keeps the request line until the request object gets it.)
+        A body that is small enough to keep in memory is read, and the endpoint decides.
+        Larger ones (or chunked ones, whose size is unknown) are judged from the request line
+        and headers first, in the contract's order (404, 405, 403, 413, 415, 401), so that no
+        one who will be refused can make the server read and spool megabytes.  (C{_command}
+        and C{_path} are where C{HTTPChannel} keeps the request line until the request object
+        gets it.)
         """
-        if length is None or length <= cap:
+        if length is not None and length <= min(cap, EARLY_DECISION_BYTES):
             return None
-        return (self.resource.refusal(channel._command, channel._path)
-                or (413, "Request body too large."))
+        return self.resource.early_refusal(request, method, target,
+                                           oversized=length is not None and length > cap)
 
     def log(self, request: server.Request) -> None:
         """No access log: the audit log is the user's logger."""

@@ -13,7 +13,9 @@ from twisted.web.server import NOT_DONE_YET
 from ._config import ServerConfig
 from ._dispatch import Dispatcher, Job
 from ._json import BadJSON, encode, parse_object
-from ._responses import send, send_error
+from ._logging import loggable_username
+from ._origins import OriginPolicy
+from ._responses import send, send_empty, send_error
 from ._sessions import LoginSession, SessionRegistry, SessionTableFull
 from ._throttle import LoginThrottle
 from ._tls import peer_certificate_subject
@@ -40,6 +42,7 @@ class APIContext:
     throttle: LoginThrottle
     callbacks: Dispatcher
     hashing: Dispatcher
+    origins: OriginPolicy
 
 
 def session_cookie(request: IRequest) -> str | _Duplicate | None:
@@ -86,29 +89,87 @@ def _cookie_header(token: str, config: ServerConfig, secure: bool, *, expire: bo
     parts.append("HttpOnly")
     if secure:
         parts.append("Secure")
-    if config.login_cookie_level != "None":
-        parts.append(f"SameSite={config.login_cookie_level}")
+    level = config.login_cookie_level
+    if level != "None" or secure:
+        # Browsers drop SameSite=None without Secure, and read a missing SameSite as Lax.
+        parts.append(f"SameSite={level}")
     return "; ".join(parts).encode("ascii")
 
 
+Refusal = tuple[int, str, list[tuple[bytes, bytes]]]
+
+
+def _refusal(code: int, message: str, origin: bytes | None) -> Refusal:
+    """A refusal with the headers it needs: C{Allow} for 405, CORS for an allowed origin."""
+    headers = [(b"Allow", b"POST")] if code == 405 else []
+    if origin is not None:
+        headers += OriginPolicy.cors_headers(origin)
+    return code, message, headers
+
+
 class _Endpoint(Resource):
-    """A leaf that accepts only POST with a JSON (or unlabelled) body."""
+    """A leaf that accepts only POST with a JSON (or unlabelled) body from its own origin."""
 
     isLeaf = True
+    checks_token_early = False
 
     def __init__(self, context: APIContext) -> None:
         super().__init__()
         self._context = context
 
     def render(self, request: IRequest) -> Any:
-        """Refuse other methods (405) and form content types (415), then handle the POST."""
-        if request.method != b"POST":
-            request.setHeader(b"Allow", b"POST")
-            send_error(request, 405, "Method not allowed.")
-        elif not _content_type_allowed(request):
-            send_error(request, 415, "Content-Type must be application/json.")
-        else:
+        """Answer preflights, refuse what the contract refuses (405, 403, 415), else handle."""
+        origins = self._context.origins
+        origin = origins.allowed_origin(request.requestHeaders)
+        if origin is not None:
+            for name, value in origins.cors_headers(origin):
+                request.responseHeaders.setRawHeaders(name, [value])
+        if request.method == b"OPTIONS" and request.requestHeaders.hasHeader(b"origin"):
+            return self._preflight(request, origin)
+        refusal = self._refusal(request, request.method, oversized=False)
+        if refusal is None:
             return self.handle(request)
+        code, message, headers = refusal
+        if code == 405:
+            request.setHeader(b"Allow", b"POST")
+        send_error(request, code, message)
+        return NOT_DONE_YET
+
+    def _refusal(self, request: IRequest, method: bytes, *, oversized: bool) -> Refusal | None:
+        """The 405, 403, 413 or 415 a request earns from its method and headers, in order."""
+        headers = request.requestHeaders
+        origins = self._context.origins
+        if method != b"POST":
+            code, message = 405, "Method not allowed."
+        elif origins.refuses(headers, request.isSecure()):
+            return _refusal(403, "Cross-origin request refused.", None)
+        elif oversized:
+            code, message = 413, "Request body too large."
+        elif not _content_type_allowed(request):
+            code, message = 415, "Content-Type must be application/json."
+        else:
+            return None
+        return _refusal(code, message, origins.allowed_origin(headers))
+
+    def early_refusal(self, request: IRequest, method: bytes, *,
+                      oversized: bool) -> Refusal | None:
+        """What to answer before reading a large body: the checks above, then the token."""
+        refusal = self._refusal(request, method, oversized=oversized)
+        if refusal is None and self.checks_token_early:
+            token = session_cookie(request)
+            if not (isinstance(token, str) and self._context.sessions.registered(token)):
+                origin = self._context.origins.allowed_origin(request.requestHeaders)
+                return _refusal(401, "Invalid session token.", origin)
+        return refusal
+
+    def _preflight(self, request: IRequest, origin: bytes | None) -> Any:
+        """A CORS preflight: 204 for an allowed origin, 403 for any other."""
+        if origin is None:
+            send_error(request, 403, "Cross-origin request refused.")
+            return NOT_DONE_YET
+        for name, value in self._context.origins.preflight_headers():
+            request.responseHeaders.setRawHeaders(name, [value])
+        send_empty(request, 204)
         return NOT_DONE_YET
 
     def handle(self, request: IRequest) -> Any:
@@ -141,9 +202,10 @@ class LoginResource(_Endpoint):
         peer = peer_host(request)
         wait = context.throttle.retry_after(username, peer)
         if wait > 0:
-            context.config.logger.warning("Login throttled: user=%r peer=%s", username, peer)
             request.setHeader(b"Retry-After", b"%d" % max(1, math.ceil(wait)))
             send_error(request, 429, "Too many failed logins. Try again later.", close=True)
+            context.config.log.warning("Login throttled: user=%s peer=%s",
+                                       loggable_username(username), peer)
             return NOT_DONE_YET
         self._end_presented_session(request)
         store = context.config.credential_store
@@ -169,34 +231,35 @@ class LoginResource(_Endpoint):
                        value: Any) -> None:
         """Finish a login whose hash was checked in a worker."""
         if not ok:
-            self._context.config.logger.error("Password check failed", exc_info=value)
             send_error(request, 500, "Internal server error.", close=True)
+            self._context.config.log.error("Password check failed", exc_info=value)
             return
         self._finish(request, username, peer, bool(value))
 
     def _finish(self, request: IRequest, username: str, peer: str, verified: bool) -> None:
-        """Answer 200 with a new session cookie, or 401."""
+        """Answer 200 with a new session cookie, or 401; log once the answer is written."""
         context = self._context
-        log = context.config.logger
+        log = context.config.log
+        shown = loggable_username(username)
         if not verified:
             context.throttle.failed(username, peer)
-            log.warning("Login failed: user=%r peer=%s", username, peer)
             send_error(request, 401, "Invalid credentials.", close=True)
+            log.warning("Login failed: user=%s peer=%s", shown, peer)
             return
         try:
             session = context.sessions.create(
                 username, peer, peer_certificate_subject(request) if request.isSecure() else None)
         except SessionTableFull:
-            log.warning("Login refused, session table full: user=%r peer=%s", username, peer)
             send_error(request, 503, "Too many sessions. Try again later.", close=True)
+            log.warning("Login refused, session table full: user=%s peer=%s", shown, peer)
             return
-        context.throttle.succeeded(username)
-        log.info("Login: user=%r peer=%s token_sha256=%s", username, peer,
-                 session.hashed_session_token)
+        context.throttle.succeeded(username, peer)
         request.responseHeaders.addRawHeader(
             b"Set-Cookie", _cookie_header(session.session_token, context.config,
                                           request.isSecure(), expire=False))
         send(request, 200, _LOGIN_OK)
+        log.info("Login: user=%s peer=%s token_sha256=%s", shown, peer,
+                 session.hashed_session_token)
 
 
 class LogoutResource(_Endpoint):
@@ -221,6 +284,8 @@ class LogoutResource(_Endpoint):
 
 class CommunicateResource(_Endpoint):
     """C{POST /communicate}: hand a logged-in user's JSON to the request callback."""
+
+    checks_token_early = True
 
     def handle(self, request: IRequest) -> Any:
         """Authenticate, parse, then run the callback in the pool."""
@@ -249,11 +314,12 @@ class CommunicateResource(_Endpoint):
         """Write the callback's answer (or a 500) and apply force_close / force_logout."""
         context = self._context
         if not ok:
-            context.config.logger.error(
-                "request_callback failed for user=%r token_sha256=%s", session.username,
-                session.hashed_session_token, exc_info=value)
             if not _gone(request):
                 send_error(request, 500, "Internal server error.")
+            context.config.log.error(
+                "request_callback failed for user=%s token_sha256=%s",
+                loggable_username(session.username), session.hashed_session_token,
+                exc_info=value)
             return
         force_close, force_logout, body = value
         if force_logout:
@@ -303,6 +369,10 @@ class _Exchange(Job):
         session = self.session
         return _call_and_encode(self.resource._context.config.request_callback,
                                 session.username, session.session_token, self.data)
+
+    def wanted(self) -> bool:
+        """Whether the client still waits: a job whose client left is never run."""
+        return not _gone(self.request)
 
     def finished(self, ok: bool, value: Any) -> None:
         self.resource._answer(self.request, self.session, ok, value)
@@ -364,8 +434,16 @@ class NotFoundResource(Resource):
 
     isLeaf = True
 
+    def __init__(self, origins: OriginPolicy) -> None:
+        super().__init__()
+        self._origins = origins
+
     def render(self, request: IRequest) -> Any:
-        """Answer 404 in JSON."""
+        """Answer 404 in JSON (readable by an allowed origin)."""
+        origin = self._origins.allowed_origin(request.requestHeaders)
+        if origin is not None:
+            for name, value in self._origins.cors_headers(origin):
+                request.responseHeaders.setRawHeaders(name, [value])
         send_error(request, 404, "Not found.")
         return NOT_DONE_YET
 
@@ -375,12 +453,12 @@ class RootResource(Resource):
 
     def __init__(self, context: APIContext) -> None:
         super().__init__()
-        self.routes: dict[bytes, Resource] = {
+        self.routes: dict[bytes, _Endpoint] = {
             b"/login": LoginResource(context),
             b"/logout": LogoutResource(context),
             b"/communicate": CommunicateResource(context),
         }
-        self._not_found = NotFoundResource()
+        self._not_found = NotFoundResource(context.origins)
 
     def getChildWithDefault(self, path: bytes, request: IRequest) -> Resource:
         """Pick the endpoint for the whole path, whatever segment traversal is at."""
@@ -394,10 +472,10 @@ class RootResource(Resource):
         """Unreachable in practice (traversal always picks a child); answer 404."""
         return self._not_found.render(request)
 
-    def refusal(self, method: bytes, path: bytes) -> tuple[int, str] | None:
-        """The 404 or 405 a request earns from its method and path alone, else C{None}."""
-        if path.split(b"?", 1)[0] not in self.routes:
-            return 404, "Not found."
-        if method != b"POST":
-            return 405, "Method not allowed."
-        return None
+    def early_refusal(self, request: IRequest, method: bytes, target: bytes, *,
+                      oversized: bool) -> Refusal | None:
+        """What a request earns from its request line and headers alone, else C{None}."""
+        endpoint = self.routes.get(target.split(b"?", 1)[0])
+        if endpoint is None:
+            return 404, "Not found.", []
+        return endpoint.early_refusal(request, method, oversized=oversized)

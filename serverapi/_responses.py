@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from http import HTTPStatus
 
 from twisted.web.http import datetimeToString
@@ -18,6 +19,9 @@ _COMMON_HEADERS = (
     (b"Cache-Control", [b"no-store"]),
 )
 
+
+# Every status line carries its reason phrase (Twisted knows no phrase for 429 or 431).
+REASON_PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 
 _date_cache: tuple[int, bytes] = (0, b"")
 
@@ -49,7 +53,7 @@ def close_after_response(request: IRequest) -> None:
 def send(request: IRequest, code: int, body: bytes, *, close: bool = False) -> None:
     """Write a complete JSON response (status, standard headers, body) and finish it."""
     headers = request.responseHeaders
-    request.setResponseCode(code)
+    request.setResponseCode(code, REASON_PHRASES[code])
     headers.removeHeader(b"Server")
     headers.setRawHeaders(b"Date", [http_date()])
     for name, value in _COMMON_HEADERS:
@@ -63,17 +67,32 @@ def send(request: IRequest, code: int, body: bytes, *, close: bool = False) -> N
     request.finish()
 
 
+def send_empty(request: IRequest, code: int) -> None:
+    """Write a response without a body (a CORS preflight's 204) and finish it."""
+    headers = request.responseHeaders
+    request.setResponseCode(code, REASON_PHRASES[code])
+    headers.removeHeader(b"Server")
+    headers.setRawHeaders(b"Date", [http_date()])
+    headers.setRawHeaders(b"Cache-Control", [b"no-store"])
+    headers.setRawHeaders(b"X-Content-Type-Options", [b"nosniff"])
+    if request.isSecure():
+        headers.setRawHeaders(b"Strict-Transport-Security", [HSTS_VALUE])
+    request.finish()
+
+
 def send_error(request: IRequest, code: int, message: str, *, close: bool = False) -> None:
     """Write C{{"error": message}} with status C{code}."""
     send(request, code, error_body(message), close=close)
 
 
-def raw_error(code: int, message: str, *, secure: bool) -> bytes:
+def raw_error(code: int, message: str, *, secure: bool,
+              headers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
     """A whole HTTP/1.1 error response as bytes, for answers given before a request exists."""
     body = error_body(message)
-    lines = [b"HTTP/1.1 %d %s" % (code, HTTPStatus(code).phrase.encode("ascii"))]
+    lines = [b"HTTP/1.1 %d %s" % (code, REASON_PHRASES[code]), b"Date: " + http_date()]
     lines += [name + b": " + value[0] for name, value in _COMMON_HEADERS]
     if secure:
         lines.append(b"Strict-Transport-Security: " + HSTS_VALUE)
+    lines += [name + b": " + value for name, value in headers]
     lines += [b"Content-Length: %d" % len(body), b"Connection: close", b"", b""]
     return b"\r\n".join(lines) + body

@@ -14,6 +14,8 @@ from twisted.python.failure import Failure
 from ._config import ServerConfig
 from ._dispatch import Dispatcher
 from ._http import APISite
+from ._origins import OriginPolicy
+from ._proxies import ProxyPolicy
 from ._resource import APIContext, RootResource
 from ._responses import close_after_response
 from ._sessions import LoginSession, SessionRegistry
@@ -37,7 +39,7 @@ class APIService(Service):
         self.reactor = reactor
         self._pools = (pool, hash_pool)
         self.sessions = SessionRegistry(
-            now=reactor.seconds, logger=config.logger,
+            now=reactor.seconds, logger=config.log,
             validity_callback=config.session_validity_callback,
             max_sessions=config.max_sessions, max_sessions_per_user=config.max_sessions_per_user,
             idle_timeout=config.session_idle_timeout, max_age=config.session_max_age)
@@ -46,18 +48,18 @@ class APIService(Service):
         self.hashing = Dispatcher(hash_pool, reactor, deadline=config.callback_timeout,
                                   capacity=HASH_THREADS + config.max_queued_requests)
         throttle = LoginThrottle(now=reactor.seconds, attempts=config.login_attempts,
-                                 window=config.login_window,
-                                 peer_attempts=config.max_failures_per_peer)
-        context = APIContext(config, self.sessions, throttle, self.callbacks, self.hashing)
+                                 window=config.login_window)
+        context = APIContext(config, self.sessions, throttle, self.callbacks, self.hashing,
+                             OriginPolicy(config.cors_origins))
         self.root = RootResource(context)
         self.site = APISite(self.root, timeout=config.timeout,
-                            max_body_bytes=config.max_body_bytes, logger=config.logger,
-                            reactor=reactor)
+                            max_body_bytes=config.max_body_bytes, logger=config.log,
+                            reactor=reactor, proxies=ProxyPolicy(config.trusted_proxies))
         self.factory: IProtocolFactory = self.site
         if config.tls is not None:
             self.factory = TLSMemoryBIOFactory(ServerContextFactory(config.tls), False, self.site)
         self.sweeper = SessionSweeper(self.sessions, reactor, config.session_check_interval,
-                                      config.logger)
+                                      config.log)
         self.port: IListeningPort | None = None
         self._outcome: object = None
         self._waiters: list[Deferred[IListeningPort]] = []
@@ -73,6 +75,8 @@ class APIService(Service):
     def startService(self) -> None:
         """Start the pools and the sweep, then listen unless that has happened already."""
         super().startService()
+        for warning in self.config.startup_warnings():
+            self.config.log.warning("%s", warning)
         for pool in self._pools:
             pool.start()
         self.sweeper.start()
@@ -93,7 +97,7 @@ class APIService(Service):
             self._stop_background()
         else:
             self.port = outcome
-            self.config.logger.info("serverapi listening on %s%s", outcome.getHost(),
+            self.config.log.info("serverapi listening on %s%s", outcome.getHost(),
                                     " with TLS" if self.config.tls else "")
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -109,6 +109,8 @@ class ThreadedAPIServer:
         max_sessions: int = 100_000,
         session_idle_timeout: float | None = None,
         session_max_age: float | None = None,
+        cors_origins: Sequence[str] = (),
+        trusted_proxies: Sequence[str] = (),
     ) -> None:
         _check_address(host, port)
         self.host = host
@@ -125,7 +127,8 @@ class ThreadedAPIServer:
             shutdown_grace=shutdown_grace, login_attempts=login_attempts,
             login_window=login_window, max_sessions_per_user=max_sessions_per_user,
             max_sessions=max_sessions, session_idle_timeout=session_idle_timeout,
-            session_max_age=session_max_age)
+            session_max_age=session_max_age, cors_origins=cors_origins,
+            trusted_proxies=trusted_proxies)
         self._lock = threading.Lock()
         self._reactor: Any = None
         self._service: APIService | None = None

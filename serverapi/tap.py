@@ -74,7 +74,7 @@ def import_callable(option: str, path: str, arity: int) -> Callable[..., Any]:
         raise usage.UsageError(f"--{option}: {path!r} must look like package.module:function")
     try:
         target: Any = importlib.import_module(module_name)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # a module that exits at import is an error too
         raise usage.UsageError(f"--{option}: cannot import {module_name!r}: "
                                f"{type(error).__name__}: {error}") from None
     for part in attribute.split("."):
@@ -113,6 +113,20 @@ class Options(usage.Options):
     config: ServerConfig
     warnings: list[str]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self["cors-origins"] = []
+        self["trusted-proxies"] = []
+
+    def opt_cors_origin(self, origin: str) -> None:
+        """An origin whose pages may call the API with cookies (CORS); repeatable."""
+        self["cors-origins"].append(origin)
+
+    def opt_trusted_proxy(self, proxy: str) -> None:
+        """An address, CIDR network or 'unix' whose X-Forwarded-For/Forwarded is believed;
+        repeatable."""
+        self["trusted-proxies"].append(proxy)
+
     def postOptions(self) -> None:
         """Check every option and build the server configuration."""
         self.warnings = []
@@ -141,11 +155,12 @@ class Options(usage.Options):
                 request_callback=self["callback"],
                 session_validity_callback=self["validity-callback"],
                 login_cookie_level=self["cookie-level"], logger=daemon_logger(),
-                tls=self["tls"], **{name.replace("-", "_"): self[name] for name, _, _ in _NUMBERS
+                tls=self["tls"], cors_origins=self["cors-origins"],
+                trusted_proxies=self["trusted-proxies"], **{name.replace("-", "_"): self[name] for name, _, _ in _NUMBERS
                                     if name != "max-recv-calls"},
                 max_recv_calls_per_request=self["max-recv-calls"])
         except (TypeError, ValueError) as error:
-            raise usage.UsageError(str(error).replace("_", "-")) from None
+            raise usage.UsageError(_daemon_words(str(error))) from None
 
     def _credentials(self, path: str) -> dict[str, str]:
         """Load the credentials, noting a warning if plaintext passwords are world-readable."""
@@ -183,6 +198,23 @@ class Options(usage.Options):
                                                             "keyfile": "key",
                                                             "cafile": "ca"}[name])
             raise usage.UsageError(message) from None
+
+
+_OPTION_NAMES = {"cors_origins": "--cors-origin", "trusted_proxies": "--trusted-proxy",
+                 "max_recv_calls_per_request": "--max-recv-calls"}
+
+
+def _daemon_words(message: str) -> str:
+    """A configuration error as the daemon's options name things (C{--cors-origin}, ...).
+
+    Only a leading option name is replaced, so paths and values inside the message are kept.
+    """
+    name, space, rest = message.partition(" ")
+    name = name.rstrip(":")
+    option = _OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
+    if name.isidentifier() and name.islower():
+        return option + message[len(name):]
+    return message
 
 
 class _TwistedLogHandler(logging.Handler):

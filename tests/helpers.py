@@ -155,17 +155,18 @@ class MemoryServer:
         cookie = response.headers.getRawHeaders(b"Set-Cookie")[0].decode()
         return cookie.split(";", 1)[0].split("=", 1)[1]
 
-    def connect(self) -> tuple[APIChannel, StringTransport]:
+    def connect(self, address: Any = None) -> tuple[APIChannel, StringTransport]:
         """Open an in-memory connection to the real site (our channel and request classes)."""
-        address = IPv4Address("TCP", "10.0.0.7", 50000)
+        if address is None:
+            address = IPv4Address("TCP", "10.0.0.7", 50000)
         channel = self.service.site.buildProtocol(address)
         transport = StringTransport(peerAddress=address)
         channel.makeConnection(transport)
         return channel, transport
 
-    def raw(self, data: bytes) -> tuple[bytes, StringTransport]:
+    def raw(self, data: bytes, address: Any = None) -> tuple[bytes, StringTransport]:
         """Send raw bytes on a new connection; return what came back and the transport."""
-        channel, transport = self.connect()
+        channel, transport = self.connect(address)
         channel.dataReceived(data)
         return transport.value(), transport
 
@@ -179,9 +180,10 @@ def status_of(raw: bytes) -> int | None:
 
 def request_bytes(path: str = "/communicate", body: bytes = b"{}", *, method: str = "POST",
                   cookie: str | None = None, extra: bytes = b"",
-                  content_type: bytes | None = b"application/json") -> bytes:
+                  content_type: bytes | None = b"application/json",
+                  host: bytes = b"example.test") -> bytes:
     """A well-formed HTTP/1.1 request as bytes."""
-    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: example.test",
+    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: " + host,
              b"Content-Length: %d" % len(body)]
     if content_type is not None:
         lines.append(b"Content-Type: " + content_type)

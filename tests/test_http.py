@@ -230,9 +230,10 @@ HOSTILE = [
      400),
     ("hex length", b"POST /communicate HTTP/1.1\r\nHost: x\r\nContent-Length: 0x2\r\n\r\n{}",
      400),
-    ("bad chunk size", b"POST /communicate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+    # Chunked rows go to /login: /communicate refuses an unknown token before any chunk.
+    ("bad chunk size", b"POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
      b"\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400),
-    ("signed chunk size", b"POST /communicate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+    ("signed chunk size", b"POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
      b"\r\n\r\n+2\r\n{}\r\n0\r\n\r\n", 400),
     ("unknown transfer-encoding", b"POST /communicate HTTP/1.1\r\nHost: x\r\n"
      b"Transfer-Encoding: gzip\r\n\r\n", 400),

@@ -116,7 +116,8 @@ class OptionsTests(SynchronousTestCase):
             "session-check-interval": 1.0, "callback-timeout": 30.0, "max-threads": 10,
             "max-queued-requests": 100, "shutdown-grace": 10.0, "login-attempts": 5,
             "login-window": 60.0, "max-sessions-per-user": 64, "max-sessions": 100000,
-            "session-idle-timeout": None, "session-max-age": None, "tls": None})
+            "session-idle-timeout": None, "session-max-age": None, "cors-origins": [],
+            "trusted-proxies": [], "tls": None})
         self.assertEqual(options.config.endpoint, "tcp:8000:interface=127.0.0.1")
         self.assertEqual(options.warnings, [])
 
@@ -129,7 +130,9 @@ class OptionsTests(SynchronousTestCase):
             "--session-check-interval", "0.5", "--callback-timeout", "3", "--max-threads", "4",
             "--max-queued-requests", "0", "--shutdown-grace", "1", "--login-attempts", "7",
             "--login-window", "30", "--max-sessions-per-user", "2", "--max-sessions", "9",
-            "--session-idle-timeout", "600", "--session-max-age", "3600")
+            "--session-idle-timeout", "600", "--session-max-age", "3600",
+            "--cors-origin", "https://app.example.com", "--cors-origin", "http://localhost:3000",
+            "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "unix")
         expected = {
             "listen": "tcp:0:interface=127.0.0.1", "credentials": {"alice": "password123"},
             "callback": handler, "validity-callback": checker, "tls-cert": None,
@@ -138,12 +141,16 @@ class OptionsTests(SynchronousTestCase):
             "max-threads": 4, "max-queued-requests": 0, "shutdown-grace": 1.0,
             "login-attempts": 7, "login-window": 30.0, "max-sessions-per-user": 2,
             "max-sessions": 9, "session-idle-timeout": 600.0, "session-max-age": 3600.0,
-            "tls": None}
+            "cors-origins": ["https://app.example.com", "http://localhost:3000"],
+            "trusted-proxies": ["10.0.0.0/8", "unix"], "tls": None}
         self.assertEqual(dict(options), expected)
         config = options.config
         self.assertEqual((config.max_body_bytes, config.session_validity_callback,
                           config.max_queued_requests, config.session_max_age),
                          (16 * 4096, checker, 0, 3600.0))
+        self.assertEqual((config.cors_origins, config.trusted_proxies),
+                         (("https://app.example.com", "http://localhost:3000"),
+                          ("10.0.0.0/8", "unix")))
 
     def test_bad_input(self) -> None:
         """Each bad input is a UsageError naming the option and the problem."""
@@ -162,6 +169,9 @@ class OptionsTests(SynchronousTestCase):
             (["--credentials", files.write("num.json", '{"a": 1}'), "--callback", HANDLER],
              "entry for 'a'"),
             (["--credentials", self.creds, "--callback", "nomodule_xyz:f"], "cannot import"),
+            (["--credentials", self.creds, "--callback", "tests.exits_at_import:handle"],
+             "--callback: cannot import 'tests.exits_at_import': SystemExit: this module "
+             "refuses to be imported"),
             (["--credentials", self.creds, "--callback", "tests.test_tap:missing"],
              "has no 'missing'"),
             (["--credentials", self.creds, "--callback", "tests.test_tap"],
@@ -194,6 +204,13 @@ class OptionsTests(SynchronousTestCase):
               "--tls-key", "/nope.pem"], "--tls-cert '/nope.pem' does not exist"),
             (["--credentials", self.creds, "--callback", HANDLER, "--tls-cert", self.creds,
               "--tls-key", self.creds], "--tls-cert"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--cors-origin", "*"],
+             "--cors-origin cannot be '*'"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--cors-origin",
+              "https://app.example.com/path"], "--cors-origin: 'https://app.example.com/path' "
+                                               "is not an origin"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--trusted-proxy", "proxy"],
+             "--trusted-proxy: 'proxy' is not an IP address"),
         ]
         if os.geteuid() != 0:  # root reads any file
             cases.append((["--credentials", unreadable, "--callback", HANDLER], "cannot read"))
@@ -221,7 +238,7 @@ class OptionsTests(SynchronousTestCase):
                      "session-check-interval", "callback-timeout", "max-threads",
                      "max-queued-requests", "shutdown-grace", "login-attempts", "login-window",
                      "max-sessions-per-user", "max-sessions", "session-idle-timeout",
-                     "session-max-age"]:
+                     "session-max-age", "cors-origin", "trusted-proxy"]:
             self.assertIn(f"--{name}=", text)
 
 
