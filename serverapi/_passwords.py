@@ -176,7 +176,6 @@ class CredentialStore:
         """Usernames whose password is stored in plaintext."""
         return sorted(self._plain)
 
-    @property
     def mixed_credentials_warning(self) -> str | None:
         """A one-line start-up warning when checks differ in cost (and so are padded), or C{None}.
 

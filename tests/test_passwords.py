@@ -150,11 +150,11 @@ class TimingTests(SynchronousTestCase):
         self.assertFalse(store.verify("a", "pw-b"))
         self.assertFalse(store.verify("nobody", "pw-a"))
         self.assertLess(cpu_cost(store, "nobody", "pw-a"), 0.005)
-        self.assertIsNone(store.mixed_credentials_warning)
+        self.assertIsNone(store.mixed_credentials_warning())
 
     def test_mixed_credentials_warning(self) -> None:
         """Mixing plaintext and hashes, or hash costs, gets a one-line start-up warning."""
-        warning = self.store.mixed_credentials_warning
+        warning = self.store.mixed_credentials_warning()
         assert warning is not None
         self.assertNotIn("\n", warning)
         for text in ("plaintext", "pbkdf2-sha256 i=10000", "pbkdf2-sha256 i=100000", "padded",
@@ -162,8 +162,8 @@ class TimingTests(SynchronousTestCase):
             self.assertIn(text, warning)
         same = make_hash("pw", "pbkdf2-sha256", 1000)
         self.assertIsNone(CredentialStore({"a": same, "b": PBKDF2_HASH})
-                          .mixed_credentials_warning)
-        self.assertIsNotNone(CredentialStore({"a": same, "b": "pw"}).mixed_credentials_warning)
+                          .mixed_credentials_warning())
+        self.assertIsNotNone(CredentialStore({"a": same, "b": "pw"}).mixed_credentials_warning())
 
 
 class CommandTests(SynchronousTestCase):
