@@ -128,7 +128,11 @@ class SessionRegistry:
         session.last_active_at = self._now()
 
     def check(self, session: LoginSession) -> bool:
-        """Apply invalidation, expiry and the validity callback; end the session if it fails."""
+        """Apply invalidation, expiry and the validity callback; end the session if it fails.
+
+        Any failure of the callback (whatever it raises, or a result whose truth value raises)
+        is logged with its traceback and ends this session only.
+        """
         if not session._valid:
             self.end(session, "invalidated")
             return False
@@ -145,8 +149,8 @@ class SessionRegistry:
         if callback is None:
             return True
         try:
-            keep = callback(session)
-        except Exception:
+            keep = bool(callback(session))
+        except BaseException:  # even SystemExit or a result whose truth raises ends one session
             self._log.exception("session_validity_callback raised; ending session token_sha256=%s",
                                 session.hashed_session_token)
             keep = False

@@ -55,7 +55,7 @@ class SessionSweeper:
         end = start + self._chunk
         try:
             self._registry.sweep(sessions[start:end])
-        except Exception:
+        except BaseException:  # never let one failure stop the loop for good
             self._log.exception("Session sweep failed; it will run again next interval")
             end = len(sessions)
         if end < len(sessions):

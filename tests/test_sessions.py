@@ -110,6 +110,36 @@ class RegistryTests(SynchronousTestCase):
         found = {name: sessions.find(s.session_token) is not None for name, s in created.items()}
         self.assertEqual(found, {"a": True, "b": False, "c": False, "d": False})
 
+    def test_any_callback_failure_ends_one_session(self) -> None:
+        """SystemExit, KeyboardInterrupt or a result whose truth raises end just that session."""
+
+        class Undecidable:
+            """A verdict whose truth value raises."""
+
+            def __bool__(self) -> bool:
+                raise ValueError("no truth value")
+
+        verdicts: dict[str, object] = {"exit": SystemExit(3), "interrupt": KeyboardInterrupt(),
+                                       "undecidable": Undecidable(), "fine": True}
+
+        def valid(session: LoginSession) -> object:
+            verdict = verdicts[session.username]
+            if isinstance(verdict, BaseException):
+                raise verdict
+            return verdict
+
+        clock = Clock()
+        logger, log = recording_logger()
+        sessions = SessionRegistry(now=clock.seconds, logger=logger, validity_callback=valid)
+        created = {name: sessions.create(name) for name in verdicts}
+        found = {name: sessions.find(s.session_token) is not None for name, s in created.items()}
+        self.assertEqual(found, {"exit": False, "interrupt": False, "undecidable": False,
+                                 "fine": True})
+        self.assertEqual([s.username for s in sessions.snapshot()], ["fine"])
+        self.assertFalse(sessions.check(sessions.create("exit")))
+        for text in ("SystemExit", "KeyboardInterrupt", "no truth value", "Traceback"):
+            self.assertIn(text, log.text)
+
     def test_caps(self) -> None:
         """max_sessions refuses new logins; max_sessions_per_user evicts the oldest."""
         sessions, _ = registry(max_sessions=3, max_sessions_per_user=2)

@@ -72,6 +72,44 @@ class SweepTests(SynchronousTestCase):
         self.clock.advance(1)
         self.assertEqual(self.checked, ["a", "boom", "c", "a", "c"])
 
+    def test_any_failure_ends_one_session_and_sweep_goes_on(self) -> None:
+        """SystemExit, KeyboardInterrupt or a raising truth value end one session; sweeps go on."""
+
+        class Undecidable:
+            """A verdict whose truth value raises."""
+
+            def __bool__(self) -> bool:
+                raise ValueError("no truth value")
+
+        raising: dict[str, BaseException] = {"exit": SystemExit(1),
+                                             "interrupt": KeyboardInterrupt()}
+
+        def valid(session: LoginSession) -> object:
+            self.checked.append(session.username)
+            if session.username in raising:
+                raise raising[session.username]
+            if session.username == "undecidable":
+                return Undecidable()
+            return session.username not in self.invalid
+
+        sessions = SessionRegistry(now=self.clock.seconds, logger=self.logger,
+                                   validity_callback=valid)
+        for name in ["exit", "a", "interrupt", "undecidable", "b"]:
+            sessions.create(name)
+        sweeper = SessionSweeper(sessions, self.clock, 1.0, self.logger, chunk=2)
+        sweeper.start()
+        for turn in (1, 0, 0):  # five sessions, two per reactor turn
+            self.clock.advance(turn)
+        self.assertEqual([s.username for s in sessions.snapshot()], ["a", "b"])
+        for text in ("SystemExit", "KeyboardInterrupt", "no truth value", "Traceback"):
+            self.assertIn(text, self.log.text)
+        self.invalid.add("a")
+        self.clock.advance(1)
+        self.clock.advance(0)
+        self.assertEqual([s.username for s in sessions.snapshot()], ["b"])
+        self.assertTrue(sweeper._loop.running)
+        sweeper.stop()
+
     def test_chunks_yield_to_reactor(self) -> None:
         """A large registry is checked a chunk per reactor turn, not all at once."""
         for index in range(8):
