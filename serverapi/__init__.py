@@ -1,10 +1,15 @@
 """serverapi: a login-protected JSON API in front of a program, built on Twisted."""
 
+import logging
+
 from ._config import ServerConfig
 from ._passwords import hashPassword
 from ._service import APIService, makeAPIService
 from ._sessions import LoginSession
 from ._threaded import ThreadedAPIServer
+
+# A library's logger stays silent unless the program configures logging (Python's logging HOWTO).
+logging.getLogger("serverapi").addHandler(logging.NullHandler())
 
 __all__ = [
     "APIService",
