@@ -123,6 +123,11 @@ class SessionRegistry:
             return None
         return session
 
+    def registered(self, token: str) -> bool:
+        """Whether a presented token names a live session (no checks run, nothing ends)."""
+        session = self._by_hash.get(hash_token(token))
+        return session is not None and session._valid
+
     def touch(self, session: LoginSession) -> None:
         """Record activity on C{session} now."""
         session.last_active_at = self._now()
