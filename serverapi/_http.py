@@ -159,6 +159,28 @@ class APIChannel(http.HTTPChannel):
         if not self.refused:
             super().rawDataReceived(data)
 
+    def requestDone(self, request: Any) -> None:
+        """A response is complete: go on to the next pipelined request, unless the client is
+        not reading its answers.
+
+        C{HTTPChannel} replays the pipelined requests it buffered as soon as a response is
+        done, even while the transport cannot send (and so would run every callback and
+        buffer every answer of a client that never reads).  While the transport is full, this
+        channel instead stops parsing (C{LineReceiver.paused}) and stops reading the socket;
+        L{resumeProducing} carries on once the client has read.
+        """
+        if self._waitingForTransport:
+            self.paused = True
+            self.transport.pauseProducing()
+        super().requestDone(request)
+
+    def resumeProducing(self) -> None:
+        """The client read its answers: read the socket and parse held requests again."""
+        super().resumeProducing()
+        if self.paused and not self._waitingForTransport and self.transport is not None:
+            self.paused = False
+            self.dataReceived(b"")
+
     def _deadline_passed(self) -> None:
         """The request took too long to arrive (slowloris): answer 408 and close."""
         self._receiving = False

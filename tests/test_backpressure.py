@@ -1,0 +1,86 @@
+"""Backpressure per connection: a client that does not read its answers gets no more served."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from .helpers import MemoryServer, request_bytes
+
+HIGH_WATER = 256 * 1024
+BIG = "x" * (128 * 1024)
+
+
+class SlowReaderTransport(StringTransport):
+    """A transport whose send buffer fills like a socket's when the peer stops reading."""
+
+    def write(self, data: bytes) -> None:
+        """Buffer C{data}; past the high-water mark, tell the producer to pause."""
+        super().write(data)
+        if len(self.value()) > HIGH_WATER and self.producer is not None and not self.full:
+            self.full = True
+            self.producer.pauseProducing()
+
+    full = False
+
+    def drain(self) -> bytes:
+        """The peer reads everything buffered; the producer may go on."""
+        data = self.value()
+        self.clear()
+        if self.full:
+            self.full = False
+            self.producer.resumeProducing()
+        return data
+
+
+class PipelineTests(SynchronousTestCase):
+    """Pipelined requests from a client that never reads."""
+
+    def setUp(self) -> None:
+        self.calls = 0
+        self.server = MemoryServer(request_callback=self.big_answer)
+        self.token = self.server.login()
+
+    def big_answer(self, username: str, token: str, data: dict[str, Any]) -> tuple:
+        """Count the call and answer 128 KiB."""
+        self.calls += 1
+        return False, False, {"data": BIG}
+
+    def connect(self) -> tuple[Any, SlowReaderTransport]:
+        """A connection on the slow-reader transport."""
+        channel = self.server.service.site.buildProtocol(None)
+        transport = SlowReaderTransport()
+        channel.makeConnection(transport)
+        return channel, transport
+
+    def test_callbacks_stop_while_output_is_full(self) -> None:
+        """400 pipelined requests run only the callbacks whose answers fit the window; the
+        rest run as the client reads, and every answer arrives in order."""
+        channel, transport = self.connect()
+        channel.dataReceived(request_bytes(cookie=self.token) * 400)
+        self.assertLessEqual(self.calls, 3)
+        self.assertEqual(transport.producerState, "paused")
+        received = transport.drain()
+        for _ in range(1000):
+            if self.calls == 400 and not transport.value():
+                break
+            received += transport.drain()
+        self.assertEqual(self.calls, 400)
+        self.assertEqual(received.count(b"HTTP/1.1 200 OK\r\n"), 400)
+
+    def test_unauthenticated_404s_held_too(self) -> None:
+        """Pipelined 404s stop being answered while the client does not read."""
+        channel, transport = self.connect()
+        channel.dataReceived(request_bytes("/nowhere", body=b"") * 5_000)
+        self.assertEqual(transport.producerState, "paused")
+        self.assertLess(len(transport.value()), HIGH_WATER + 1024)
+        self.assertLess(transport.value().count(b"HTTP/1.1 404 "), 5_000)
+        answered = 0
+        for _ in range(1000):
+            data = transport.drain()
+            if not data:
+                break
+            answered += data.count(b"HTTP/1.1 404 ")
+        self.assertEqual(answered, 5_000)
