@@ -63,6 +63,16 @@ class ExampleTests(SynchronousTestCase):
         self.assertIsNotNone(TLSFiles.from_params(files["server_cert"], files["server_key"],
                                                   files["ca"]))
 
+    def test_web_app(self) -> None:
+        """web_app.py's page calls the API's origin with credentials, and the API lets the
+        page's origin in."""
+        module = load("web_app.py")
+        self.assertIn(b'credentials: "include"', module.PAGE)
+        self.assertIn(b"http://127.0.0.1:8000", module.PAGE)
+        self.assertEqual(module.handle("alice", "t", {"message": "hi"}),
+                         (False, False, {"echo": "hi", "user": "alice"}))
+        self.assertEqual(module.PAGE_ORIGIN, "http://127.0.0.1:8080")
+
     def test_twistd_example_parses(self) -> None:
         """The twistd example's command line is valid."""
         directory = os.path.join(ROOT, "examples", "twistd")
