@@ -114,9 +114,15 @@ class APIService(Service):
         return succeed(self._outcome)
 
     def stopService(self) -> Deferred[Any]:
-        """Stop accepting, let callbacks finish within the grace period, then close everything."""
+        """Stop accepting, let callbacks finish within the grace period, then close everything.
+
+        Jobs no worker has started are dropped at once (their clients get 503 and the connection
+        closes) and none starts later: only callbacks already running get the grace period.
+        """
         super().stopService()
         self.sweeper.stop()
+        for pool in self._pools:
+            pool.stop()
         stopped: Deferred[Any] = succeed(None)
         if self.port is not None:
             stopped = self.port.stopListening() or succeed(None)
@@ -152,7 +158,7 @@ class APIService(Service):
         self.sessions.end_all("server stopped")
 
     def _stop_background(self) -> None:
-        """Stop the sweep, the workers and the deadline timers (late results are dropped)."""
+        """Stop the sweep, the workers (a second stop is harmless) and the deadline timers."""
         self.sweeper.stop()
         for pool in self._pools:
             pool.stop()

@@ -8,16 +8,30 @@ import time
 from typing import Any, Protocol
 
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
+from twisted.logger import Logger
+
+_log = Logger(namespace="serverapi")
+_DROPPED = object()  # in place of a result: the job was never run
 
 
 class PoolJob(Protocol):
-    """Work for a pool: C{run()} in a worker, then C{done(ok, value)} on the reactor."""
+    """Work for a pool: C{run()} in a worker, then C{done(ok, value)} on the reactor.
+
+    Or, instead of both, C{dropped()} on the reactor: the pool stopped before a worker took the
+    job, or C{wanted()} said no right before it would have run.
+    """
+
+    def wanted(self) -> bool:
+        """In a worker, right before C{run()}: whether to run the job at all (cheap, any thread)."""
 
     def run(self) -> Any:
         """Do the work (in a worker thread) and return its result."""
 
     def done(self, ok: bool, value: Any) -> None:
         """On the reactor: the result of C{run()} (C{ok}), or what it raised (not C{ok})."""
+
+    def dropped(self) -> None:
+        """On the reactor: C{run()} was not called and never will be."""
 
 
 class CallbackPool(Protocol):
@@ -30,7 +44,11 @@ class CallbackPool(Protocol):
         """Run C{job.run()} in a worker; later call C{job.done(ok, value)} on the reactor."""
 
     def stop(self) -> None:
-        """Ask the workers to exit once idle; never blocks."""
+        """Start no more jobs, dropping those not started yet; never blocks.
+
+        Jobs already running finish and report as usual; every other job submitted, before or
+        after, gets C{dropped()} (those waiting in the pool before C{stop} returns).
+        """
 
 
 class ThreadedCallbackPool:
@@ -42,7 +60,8 @@ class ThreadedCallbackPool:
     when that list was empty, so under load one wake-up delivers many results.  The threads are
     daemons: a callback stuck forever can delay nothing but its own request, not a stop or the
     process exit.  A job is one object, so a request waiting for a worker holds few objects for
-    the garbage collector to track.
+    the garbage collector to track.  A worker asks C{job.wanted()} right before running a job,
+    and once the pool has stopped it starts nothing: jobs it skips are reported as dropped.
     """
 
     def __init__(self, reactor: Any, size: int, name: str = "serverapi") -> None:
@@ -55,6 +74,7 @@ class ThreadedCallbackPool:
         self._lock = threading.Lock()
         self._results: list[tuple[PoolJob, bool, Any]] = []
         self._threads: list[threading.Thread] = []
+        self._stopped = False
 
     def start(self) -> None:
         """Start the worker threads."""
@@ -65,7 +85,10 @@ class ThreadedCallbackPool:
             thread.start()
 
     def submit(self, job: PoolJob) -> None:
-        """Queue C{job} for the workers at the end of this reactor iteration."""
+        """Queue C{job} for the workers at the end of this reactor iteration (or drop it)."""
+        if self._stopped:
+            _report(job, False, _DROPPED)
+            return
         batch = self._batch
         batch.append(job)
         if len(batch) == 1:
@@ -79,9 +102,22 @@ class ThreadedCallbackPool:
             put(job)
 
     def stop(self) -> None:
-        """Tell every worker to exit after its current job."""
+        """On the reactor: drop every job not started yet; each worker exits after its own."""
+        if self._stopped:
+            return
+        self._stopped = True  # from here on, no worker starts a job
+        waiting, self._batch = self._batch, []
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                waiting.append(job)
         for _ in self._threads:
             self._jobs.put(None)
+        for job in waiting:
+            _report(job, False, _DROPPED)
 
     def join(self, timeout: float) -> None:
         """Wait up to C{timeout} seconds in all for the workers to exit (not on the reactor)."""
@@ -97,7 +133,10 @@ class ThreadedCallbackPool:
             if job is None:
                 return
             try:
-                result: tuple[PoolJob, bool, Any] = (job, True, job.run())
+                if self._stopped or not job.wanted():
+                    result: tuple[PoolJob, bool, Any] = (job, False, _DROPPED)
+                else:
+                    result = (job, True, job.run())
             except BaseException as error:  # handed to the reactor, which logs it
                 result = (job, False, error)
             with self._lock:
@@ -109,8 +148,19 @@ class ThreadedCallbackPool:
             del job, result
 
     def _deliver(self) -> None:
-        """On the reactor: hand every finished result to its job."""
+        """On the reactor: hand every finished result to its job, whatever another one does."""
         with self._lock:
             results, self._results = self._results, []
         for job, ok, value in results:
+            _report(job, ok, value)
+
+
+def _report(job: PoolJob, ok: bool, value: Any) -> None:
+    """On the reactor: tell C{job} how it ended (or that it was dropped), logging any error."""
+    try:
+        if value is _DROPPED:
+            job.dropped()
+        else:
             job.done(ok, value)
+    except BaseException:  # one job's failure never costs another its result
+        _log.failure("serverapi: reporting a job's outcome failed")

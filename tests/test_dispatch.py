@@ -15,11 +15,15 @@ from .helpers import HeldPool
 class RecordingJob(Job):
     """A job that returns (or raises) what it is given and records how it ended."""
 
-    __slots__ = ("events", "value")
+    __slots__ = ("events", "value", "want")
 
-    def __init__(self, events: list[Any], value: Any) -> None:
+    def __init__(self, events: list[Any], value: Any, want: bool = True) -> None:
         self.events = events
         self.value = value
+        self.want = want
+
+    def wanted(self) -> bool:
+        return self.want
 
     def run(self) -> Any:
         if isinstance(self.value, BaseException):
@@ -28,6 +32,8 @@ class RecordingJob(Job):
 
     def finished(self, ok: bool, value: Any) -> None:
         self.events.append((ok, value))
+        if value == "raise in finished":
+            raise RuntimeError(value)
 
     def expired(self) -> None:
         self.events.append("timeout")
@@ -84,3 +90,34 @@ class DispatcherTests(SynchronousTestCase):
         self.assertEqual(fired, [None])
         self.pool.release()
         self.assertEqual(fired, [None, None])
+
+    def test_wanted_by_default(self) -> None:
+        """The hook a worker consults before running a job says yes unless overridden."""
+        self.assertTrue(Job().wanted())
+
+    def test_dropped_job_answered_by_expired(self) -> None:
+        """A job the pool drops (it stopped) frees its place and deadline; expired() answers."""
+        fired: list[None] = []
+        self.submit(1)
+        self.dispatcher.idle().addCallback(fired.append)
+        self.pool.jobs.pop().dropped()
+        self.assertEqual(self.events, ["timeout"])
+        self.assertEqual((self.dispatcher.in_flight, len(self.dispatcher.deadlines)), (0, 0))
+        self.assertEqual(fired, [None])
+        self.clock.advance(5)
+        self.assertEqual(self.events, ["timeout"])
+
+    def test_unwanted_job_dropped_silently(self) -> None:
+        """A dropped job that is no longer wanted frees its place with nothing called."""
+        self.dispatcher.run(RecordingJob(self.events, 1, want=False))
+        self.pool.jobs.pop().dropped()
+        self.clock.advance(5)
+        self.assertEqual((self.events, self.dispatcher.in_flight), ([], 0))
+
+    def test_failing_finished_frees_slot(self) -> None:
+        """A finished() that raises has already freed its place, and idle() still fires."""
+        fired: list[None] = []
+        self.submit("raise in finished")
+        self.dispatcher.idle().addCallback(fired.append)
+        self.assertRaises(RuntimeError, self.pool.release)
+        self.assertEqual((self.dispatcher.in_flight, fired), (0, [None]))

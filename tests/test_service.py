@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from twisted.internet.error import CannotListenError, ConnectionDone
@@ -12,8 +13,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from serverapi import ServerConfig, hashPassword, makeAPIService
 from serverapi._config import endpoint_for
 from serverapi._http import APISite
+from serverapi._workers import PoolJob, ThreadedCallbackPool
 
 from .helpers import CREDENTIALS, HeldPool, MemoryServer, SyncPool, echo, request_bytes, status_of
+from .test_workers import FakeReactor, wait_until
 
 
 class RefusingReactor(MemoryReactorClock):
@@ -22,6 +25,37 @@ class RefusingReactor(MemoryReactorClock):
     def listenTCP(self, port: int, factory: Any, backlog: int = 50,
                   interface: str = "") -> Any:
         raise CannotListenError(interface, port, OSError(98, "Address already in use"))
+
+
+class WorkerPool(HeldPool):
+    """A pool double with queued and running jobs: stop() drops the queued ones, as the real one.
+
+    Held jobs wait for a worker until C{take()} starts the oldest; C{finish()} runs it then.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running: list[PoolJob] = []
+
+    def submit(self, job: PoolJob) -> None:
+        if self.stopped:
+            job.dropped()
+        else:
+            self.jobs.append(job)
+
+    def take(self) -> None:
+        """A worker starts the oldest queued job."""
+        self.running.append(self.jobs.pop(0))
+
+    def finish(self) -> None:
+        """The oldest started job runs and returns."""
+        SyncPool.submit(self, self.running.pop(0))
+
+    def stop(self) -> None:
+        super().stop()
+        queued, self.jobs = self.jobs, []
+        for job in queued:
+            job.dropped()
 
 
 class ServiceTests(SynchronousTestCase):
@@ -79,6 +113,65 @@ class ServiceTests(SynchronousTestCase):
         self.assertIn(b"Connection: close", busy_transport.value())
         self.assertTrue(pool.stopped)
         self.assertEqual(server.service.getSessions(), [])
+
+    def test_stop_drops_queued_jobs(self) -> None:
+        """Stopping answers 503 and closes at once for jobs no worker started; none runs."""
+        pool = WorkerPool()
+        server = MemoryServer(pool=pool, shutdown_grace=10)
+        token = server.login()
+        transports = []
+        for _ in range(4):
+            channel, transport = server.connect()
+            channel.dataReceived(request_bytes(cookie=token))
+            transports.append(transport)
+        pool.take()
+        stopped = server.service.stopService()
+        self.assertNoResult(stopped)
+        for transport in transports[1:]:
+            answer = transport.value()
+            self.assertEqual(status_of(answer), 503)
+            self.assertIn(b"Connection: close", answer)
+            self.assertIn(b'{"error":', answer)
+        self.assertEqual(transports[0].value(), b"")
+        callbacks = server.service.callbacks
+        self.assertEqual((callbacks.in_flight, len(callbacks.deadlines)), (1, 1))
+        pool.finish()
+        self.successResultOf(stopped)
+        self.assertEqual(status_of(transports[0].value()), 200)
+        self.assertEqual(pool.ran, 1)
+
+    def test_stop_with_worker_threads(self) -> None:
+        """With real workers, only callbacks already running when stop begins ever start."""
+        gate = threading.Event()
+        started: list[int] = []
+
+        def slow(username: str, token: str,
+                 data: dict[str, Any]) -> tuple[bool, bool, dict[str, Any]]:
+            started.append(data["n"])
+            gate.wait(10)
+            return False, False, {"n": data["n"]}
+
+        bridge = FakeReactor()
+        pool = ThreadedCallbackPool(bridge, 2, name="stop-test")
+        server = MemoryServer(pool=pool, request_callback=slow, shutdown_grace=10)
+        self.addCleanup(pool.join, 5)
+        self.addCleanup(gate.set)
+        token = server.login()
+        transports = []
+        for n in range(6):
+            channel, transport = server.connect()
+            channel.dataReceived(request_bytes(body=b'{"n": %d}' % n, cookie=token))
+            transports.append(transport)
+        self.assertTrue(wait_until(lambda: len(started) == 2))
+        stopped = server.service.stopService()
+        self.assertEqual([status_of(t.value()) for t in transports[2:]], [503] * 4)
+        gate.set()
+        self.assertTrue(wait_until(lambda: bridge.run_pending() >= 0
+                                   and server.service.callbacks.in_flight == 0))
+        self.successResultOf(stopped)
+        pool.join(5)
+        self.assertEqual(sorted(started), [0, 1])
+        self.assertEqual([status_of(t.value()) for t in transports[:2]], [200, 200])
 
     def test_stop_grace_period(self) -> None:
         """A callback stuck past shutdown_grace does not hold the stop; its connection is cut."""

@@ -7,8 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from serverapi._dispatch import Dispatcher, Job
 from serverapi._workers import ThreadedCallbackPool
 
 
@@ -46,11 +48,50 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 class FunctionJob:
-    """A pool job made of a function and a done callback."""
+    """A pool job made of a function and a done callback (always wanted; drops are recorded)."""
 
     def __init__(self, work: Callable[[], Any], done: Callable[[bool, Any], None]) -> None:
         self.run = work
         self.done = done
+        self.was_dropped = False
+
+    def wanted(self) -> bool:
+        return True
+
+    def dropped(self) -> None:
+        self.was_dropped = True
+
+
+class GatedJob(Job):
+    """A dispatcher job that records what happens to it; it may wait on a gate or be unwanted."""
+
+    __slots__ = ("name", "events", "gate", "want", "fail")
+
+    def __init__(self, name: str, events: list[tuple[str, str]], *,
+                 gate: threading.Event | None = None, want: bool = True,
+                 fail: bool = False) -> None:
+        self.name = name
+        self.events = events
+        self.gate = gate
+        self.want = want
+        self.fail = fail
+
+    def wanted(self) -> bool:
+        return self.want
+
+    def run(self) -> str:
+        self.events.append(("started", self.name))
+        if self.gate is not None:
+            self.gate.wait(10)
+        return self.name
+
+    def finished(self, ok: bool, value: Any) -> None:
+        self.events.append(("finished", self.name))
+        if self.fail:
+            raise RuntimeError(f"finished() of {self.name} failed")
+
+    def expired(self) -> None:
+        self.events.append(("expired", self.name))
 
 
 class PoolTests(SynchronousTestCase):
@@ -94,6 +135,84 @@ class PoolTests(SynchronousTestCase):
         self.pool.stop()
         self.assertTrue(all(thread.daemon for thread in self.pool._threads))
         gate.set()
+
+
+class DispatchedPoolTests(SynchronousTestCase):
+    """A Dispatcher over real worker threads: drops, stops and failed deliveries."""
+
+    def setUp(self) -> None:
+        self.reactor = FakeReactor()
+        self.pool = ThreadedCallbackPool(self.reactor, 2, name="dispatched")
+        self.pool.start()
+        self.gate = threading.Event()
+        self.addCleanup(self.pool.join, 5)
+        self.addCleanup(self.pool.stop)
+        self.addCleanup(self.gate.set)
+        self.dispatcher = Dispatcher(self.pool, Clock(), capacity=100, deadline=30)
+        self.events: list[tuple[str, str]] = []
+
+    def run_job(self, name: str, **options: Any) -> None:
+        """Dispatch a GatedJob."""
+        self.dispatcher.run(GatedJob(name, self.events, **options))
+
+    def settle(self) -> bool:
+        """Deliver results until no job is in flight (bounded)."""
+        return wait_until(lambda: self.reactor.run_pending() >= 0
+                          and self.dispatcher.in_flight == 0)
+
+    def test_unwanted_job_not_run(self) -> None:
+        """A job no longer wanted when a worker takes it never runs and writes nothing."""
+        self.run_job("gone", want=False)
+        self.run_job("here")
+        self.assertTrue(self.settle())
+        self.assertEqual(sorted(self.events), [("finished", "here"), ("started", "here")])
+        self.assertEqual(len(self.dispatcher.deadlines), 0)
+
+    def test_stop_drops_queued_jobs(self) -> None:
+        """stop() drops at once every job no worker started; no job starts after it."""
+        for name in "abcdef":
+            self.run_job(name, gate=self.gate)
+        self.assertTrue(wait_until(lambda: len(self.events) == 2))
+        running = {name for _, name in self.events}
+        self.pool.stop()
+        queued = set("abcdef") - running
+        self.assertEqual({name for event, name in self.events if event == "expired"}, queued)
+        self.assertEqual(self.dispatcher.in_flight, 2)
+        self.run_job("late")
+        self.assertIn(("expired", "late"), self.events)
+        self.gate.set()
+        self.assertTrue(self.settle())
+        self.pool.join(5)
+        self.reactor.run_pending()
+        started = {name for event, name in self.events if event == "started"}
+        finished = {name for event, name in self.events if event == "finished"}
+        self.assertEqual((started, finished), (running, running))
+
+    def test_worker_checks_stop_before_each_job(self) -> None:
+        """A job a worker took as the pool stopped is dropped, not started."""
+        pool = ThreadedCallbackPool(self.reactor, 1, name="unstarted")
+        dispatcher = Dispatcher(pool, Clock(), capacity=2, deadline=30)
+        job = GatedJob("raced", self.events)
+        dispatcher.run(job)  # handed over at once: FakeReactor runs callLater immediately
+        pool._stopped = True  # the stop lands between the worker's get() and its start
+        pool._jobs.put(None)
+        pool._work()  # the worker's loop, on this thread
+        self.reactor.run_pending()
+        self.assertEqual((self.events, dispatcher.in_flight), ([("expired", "raced")], 0))
+
+    def test_failed_delivery_loses_nothing(self) -> None:
+        """A finished() that raises costs no other job of the batch its result or its slot."""
+        idle: list[None] = []
+        for name, fail in (("a", False), ("bad", True), ("c", False)):
+            self.run_job(name, gate=self.gate, fail=fail)
+        self.gate.set()
+        self.assertTrue(wait_until(lambda: len(self.pool._results) == 3))
+        self.dispatcher.idle().addCallback(idle.append)
+        self.assertEqual(self.reactor.run_pending(), 1)  # one batch
+        self.assertEqual(sorted(name for event, name in self.events if event == "finished"),
+                         ["a", "bad", "c"])
+        self.assertEqual((self.dispatcher.in_flight, idle), (0, [None]))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 
 class HandOverTests(SynchronousTestCase):
