@@ -44,12 +44,16 @@ class HashedLoginTests(SynchronousTestCase):
         self.assertEqual(answers[0], answers[1])
         self.assertEqual(status_of(answers[0]), 401)
 
-    def test_plaintext_user_not_in_pool(self) -> None:
-        """A plaintext password is compared at once, even when other users are hashed."""
+    def test_plaintext_user_in_pool(self) -> None:
+        """With hashes configured, a plaintext password is checked in the hash pool too."""
         hash_pool = HeldPool()
         server = MemoryServer(credentials=HASHED, hash_pool=hash_pool)
-        server.login("bob", "securepassword")
-        self.assertEqual(hash_pool.jobs, [])
+        channel, transport = server.connect()
+        channel.dataReceived(request_bytes(
+            "/login", b'{"username": "bob", "password": "securepassword"}'))
+        self.assertEqual((transport.value(), len(hash_pool.jobs)), (b"", 1))
+        hash_pool.release()
+        self.assertEqual(status_of(transport.value()), 200)
 
     def test_hash_as_password_refused(self) -> None:
         """Sending the stored hash as the password fails."""
