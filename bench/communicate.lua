@@ -1,4 +1,7 @@
--- POST /communicate with the session cookie given in SESSION_TOKEN.
+-- POST /communicate with the session cookie given in SESSION_TOKEN; counts non-2xx answers.
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or ""
+dofile(here .. "status.lua")
+
 wrk.method = "POST"
 wrk.path = "/communicate"
 wrk.body = '{"action": "echo", "message": "hello"}'

@@ -113,11 +113,14 @@ def login_figures(duration: float) -> dict[str, Any]:
 
 
 def summary(result: run.Result) -> dict[str, float]:
-    return {"rps": result.rps, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
-            "errors": result.errors}
+    """One wrk run's figures: goodput (2xx/s), req/s, p50, p99 and errors kind by kind."""
+    return {"goodput": result.goodput, "rps": result.rps, "p50_ms": result.p50_ms,
+            "p99_ms": result.p99_ms, "non2xx": result.non2xx, "connect": result.connect,
+            "read": result.read, "write": result.write, "timeout": result.timeout}
 
 
 def main() -> int:
+    """Measure every figure; print them; optionally write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--duration", type=float, default=5.0)

@@ -1,35 +1,64 @@
 """serverapi as a user embeds it, for the benchmark.
 
-    python bench/serverapi_server.py PORT [plain|hashed] [--gc-freeze]
+    python bench/serverapi_server.py PORT [plain|hashed] [--gc-freeze] [--tls CERT KEY]
+                                          [--sleep SECONDS] [--max-threads N]
+
+Every option is serverapi's default (as README.md embeds it) except login_attempts, which is
+lifted: the benchmark logs in far faster than the throttle lets a real user fail.  In particular
+max_queued_requests is the default (100), so connections beyond the workers and that queue get
+503, as a user's server would.
 
 With --gc-freeze the program calls gc.freeze() once it is serving, as a program may do at the end
 of its start-up: the objects that exist then are left out of later garbage-collection passes.
+--tls serves HTTPS through setConnectionSecurityParams.  --sleep makes the callback sleep that
+long before echoing (bench/overload.py); --max-threads sets max_threads (default: the library's).
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import sys
 import threading
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from serverapi import ThreadedAPIServer, hashPassword  # noqa: E402
 
-from workload import CREDENTIALS, echo  # noqa: E402
+from workload import CREDENTIALS, echo, sleepy_echo  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("port", type=int)
+    parser.add_argument("credentials", nargs="?", choices=("plain", "hashed"), default="plain")
+    parser.add_argument("--gc-freeze", action="store_true")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    parser.add_argument("--sleep", type=float, default=0.0, help="callback sleep, seconds")
+    parser.add_argument("--max-threads", type=int)
+    return parser.parse_args()
 
 
 def main() -> None:
-    port = int(sys.argv[1])
-    hashed = "hashed" in sys.argv[2:]
-    credentials = ({user: hashPassword(pw) for user, pw in CREDENTIALS.items()} if hashed
-                   else CREDENTIALS)
-    # Benchmarks log in far more often than real users fail to: lift the throttle.
-    server = ThreadedAPIServer("127.0.0.1", port, credentials, echo, login_attempts=10**6,
-                               max_queued_requests=1000)
+    """Serve until killed."""
+    args = parse_args()
+    credentials = ({user: hashPassword(pw) for user, pw in CREDENTIALS.items()}
+                   if args.credentials == "hashed" else CREDENTIALS)
+    callback = sleepy_echo(args.sleep) if args.sleep > 0 else echo
+    options: dict[str, Any] = {}
+    if args.max_threads is not None:
+        options["max_threads"] = args.max_threads
+    # The one option lifted: benchmarks log in far more often than real users fail to, and the
+    # per-username throttle would otherwise answer them 429.  Everything else is the default.
+    server = ThreadedAPIServer("127.0.0.1", args.port, credentials, callback,
+                               login_attempts=10**6, **options)
+    if args.tls:
+        server.setConnectionSecurityParams(certfile=args.tls[0], keyfile=args.tls[1])
     server.startAPIServer(block=False)
-    if "--gc-freeze" in sys.argv:
+    if args.gc_freeze:
         gc.freeze()
     print("READY", flush=True)
     try:

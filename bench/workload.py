@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 CREDENTIALS = {"alice": "password123", "bob": "securepassword"}
@@ -16,3 +18,15 @@ def echo(username: str, session_token: str, data: dict[str, Any]) -> tuple[bool,
     else:
         response = {"error": "Unknown action."}
     return (False, False, response)
+
+
+def sleepy_echo(delay: float) -> Callable[[str, str, dict[str, Any]], tuple[bool, bool, dict]]:
+    """The echo callback after C{delay} seconds of sleep: a callback waiting on slow I/O."""
+
+    def callback(username: str, session_token: str,
+                 data: dict[str, Any]) -> tuple[bool, bool, dict]:
+        """Sleep, then echo."""
+        time.sleep(delay)
+        return echo(username, session_token, data)
+
+    return callback
