@@ -97,6 +97,7 @@ class ServerConfig:
     max_sessions: int = 100_000
     session_idle_timeout: float | None = None
     session_max_age: float | None = None
+    queue_timeout: float | None = None
     cors_origins: Sequence[str] = ()
     trusted_proxies: Sequence[str] = ()
     credential_store: CredentialStore = field(init=False, repr=False, compare=False)
@@ -140,13 +141,19 @@ class ServerConfig:
                      "max_sessions_per_user", "max_sessions"):
             _check_number(name, getattr(self, name), integer=True)
         _check_number("max_queued_requests", self.max_queued_requests, integer=True, zero=True)
-        for name in ("session_idle_timeout", "session_max_age"):
+        for name in ("session_idle_timeout", "session_max_age", "queue_timeout"):
             _check_number(name, getattr(self, name), optional=True)
 
     @property
     def max_body_bytes(self) -> int:
         """The largest request body accepted, in bytes."""
         return self.max_recv_calls_per_request * RECV_CHUNK_BYTES
+
+    @property
+    def effective_queue_timeout(self) -> float:
+        """Seconds a request may wait for a worker before 503: C{queue_timeout}, else
+        C{timeout}."""
+        return self.timeout if self.queue_timeout is None else self.queue_timeout
 
     @property
     def request_deadline(self) -> float:

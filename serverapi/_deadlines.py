@@ -37,6 +37,11 @@ class Deadlines(Generic[K]):
         """Stop C{key}'s deadline; return whether it was still running."""
         return self._due.pop(key, None) is not None
 
+    def claim(self, key: K) -> bool:
+        """L{discard}, safe from any thread: a single dict pop, atomic, so when a worker claims
+        a key while the reactor expires it, exactly one of them gets it."""
+        return self._due.pop(key, None) is not None
+
     def clear(self) -> None:
         """Drop every deadline and the timer."""
         self._due.clear()
@@ -45,15 +50,23 @@ class Deadlines(Generic[K]):
         self._timer = None
 
     def _expire(self) -> None:
-        """Expire every key that is due, then wait for the next one."""
+        """Expire every key that is due, then wait for the next one.
+
+        Other threads may L{claim} keys meanwhile, so every read tolerates a key gone missing.
+        """
         self._timer = None
         due = self._due
         now = self._clock.seconds()
         while due:
-            key = next(iter(due))
-            when = due[key]
+            try:
+                key = next(iter(due))
+            except (StopIteration, RuntimeError):  # emptied or changed by another thread
+                continue
+            when = due.get(key)
+            if when is None:
+                continue
             if when > now:
                 self._timer = self._clock.callLater(when - now, self._expire)
                 return
-            del due[key]
-            self._on_expire(key)
+            if due.pop(key, None) is not None:
+                self._on_expire(key)

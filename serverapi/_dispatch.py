@@ -1,28 +1,30 @@
-"""Hands work to a pool with a bound on jobs in flight and a deadline on each job."""
+"""Hands work to a pool: refusal by waiting time, a deadline on running, backpressure past a
+queue length."""
 
 from __future__ import annotations
 
-from operator import methodcaller
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from ._deadlines import Deadlines
 from ._workers import CallbackPool
 
 
 class Job:
-    """A unit of work for a Dispatcher: C{run} in a worker, then C{finished} or C{expired}.
+    """A unit of work for a Dispatcher: C{run} in a worker, then C{finished}, or one of
+    C{expired} (it ran too long) and C{overloaded} (it waited too long for a worker).
 
-    Subclasses define the three methods and their own slots; the job itself is what the pool
-    queues and what the deadline table keys, so a request waiting for a worker costs one object.
-    They may also override the hook L{wanted}, which a worker consults right before C{run}.
+    Subclasses define C{run}, C{finished} and C{expired} and their own slots; the job itself is
+    what the pool queues and what the deadline tables key, so a request waiting for a worker
+    costs one object.  They may also override L{wanted}, L{overloaded} and L{hold}.
     """
 
-    __slots__ = ("dispatcher",)
+    __slots__ = ("dispatcher", "started_at")
 
     dispatcher: Dispatcher
+    started_at: float | None
 
     def run(self) -> Any:
         """In a worker: do the work."""
@@ -36,6 +38,13 @@ class Job:
         """On the reactor: the deadline passed first; C{finished} will not be called."""
         raise NotImplementedError()
 
+    def overloaded(self) -> None:
+        """On the reactor: the job waited longer than the queue allows and will not run."""
+        self.expired()
+
+    def hold(self) -> None:
+        """On the reactor: the queue is long; stop reading more work from this job's source."""
+
     def wanted(self) -> bool:
         """Whether the job should still run; a worker asks right before C{run} (default: yes).
 
@@ -47,58 +56,133 @@ class Job:
         """
         return True
 
+    def start(self) -> bool:
+        """In a worker, right before C{run}: claim the job, or say it must not run.
+
+        A job runs only if it is still wanted and its queue deadline has not passed (the
+        reactor and the worker race for it; exactly one wins).
+        """
+        return self.wanted() and self.dispatcher._claim(self)
+
     def done(self, ok: bool, value: Any) -> None:
         """The pool's report that C{run} ended."""
         self.dispatcher._returned(self, ok, value)
 
     def dropped(self) -> None:
-        """The pool's report that C{run} will never be called (it stopped, or not wanted)."""
+        """The pool's report that C{run} will never be called (stopped, unwanted, too late)."""
         self.dispatcher._dropped(self)
 
 
 class Dispatcher:
-    """Runs jobs in a pool; refuses new ones past C{capacity}; times out slow ones.
+    """Runs jobs in a pool with two deadlines and no refusal by count (unless C{capacity}).
 
-    A job counts against C{capacity} from submission until its worker returns (or the pool
-    drops it), even when its client was already answered because the deadline passed: a stuck
-    worker is not a free one.  A job the pool drops while its client still waits (the pool was
-    stopped) is answered through C{expired}.  Everything here runs on the reactor thread.
+    - A job waits for a worker at most C{queue_timeout} seconds, then it is answered through
+      C{overloaded} and never runs: refusal by waiting time, as CoDel and Envoy decide, so a
+      burst larger than the pool is queued and served rather than refused.
+    - A job runs at most C{run_timeout} seconds, then it is answered through C{expired}; its
+      worker stays counted as busy until it returns (a stuck worker is not a free one).
+    - Past C{hold_after} jobs in flight, each new job is told to C{hold}: its connection is
+      read no further until it is answered (TCP backpressure).
+    - With C{capacity}, a caller may ask L{full} and refuse (the password checks do: hashing
+      costs CPU, so a login flood is refused rather than queued).
+
+    A job counts from submission until the pool is done with it.  The pool asks each job's
+    C{start} right before running it; the queue deadline and that start race through one dict
+    pop, which is atomic, so a job is either run or answered as overloaded, never both.
+    Everything else here runs on the reactor thread.
     """
 
-    def __init__(self, pool: CallbackPool, clock: IReactorTime, *, capacity: int,
-                 deadline: float) -> None:
+    def __init__(self, pool: CallbackPool, clock: IReactorTime, *, queue_timeout: float,
+                 run_timeout: float, hold_after: int | None = None,
+                 capacity: int | None = None) -> None:
         self._pool = pool
+        self._clock = clock
+        self._run_timeout = run_timeout
+        self._hold_after = hold_after
         self._capacity = capacity
-        self.deadlines: Deadlines[Job] = Deadlines(clock, deadline,
-                                                     methodcaller("expired"))
+        self.waiting: Deadlines[Job] = Deadlines(clock, queue_timeout, self._waited_too_long)
+        self.deadlines: Deadlines[Job] = Deadlines(clock, run_timeout, self._ran_too_long)
+        self._late_starters: dict[Job, IDelayedCall] = {}
         self.in_flight = 0
         self._idle_waiters: list[Deferred[None]] = []
 
     def full(self) -> bool:
-        """Whether a new job would go past the bound (the caller answers 503)."""
-        return self.in_flight >= self._capacity
+        """Whether a new job would go past C{capacity} (the caller answers 503)."""
+        return self._capacity is not None and self.in_flight >= self._capacity
 
     def run(self, job: Job) -> None:
         """Run C{job} in the pool; it hears how it ended."""
         self.in_flight += 1
         job.dispatcher = self
+        job.started_at = None
+        self.waiting.add(job)
         self.deadlines.add(job)
         self._pool.submit(job)
+        if self._hold_after is not None and self.in_flight > self._hold_after:
+            job.hold()
+
+    def _claim(self, job: Job) -> bool:
+        """In a worker: take C{job} out of the queue deadlines; false if they expired it."""
+        if self.waiting.claim(job):
+            job.started_at = self._clock.seconds()
+            return True
+        return False
+
+    def _waited_too_long(self, job: Job) -> None:
+        """No worker took C{job} within the queue deadline: answer it; it will never run."""
+        self._cancel_run_deadline(job)
+        job.overloaded()
+
+    def _ran_too_long(self, job: Job) -> None:
+        """C{run_timeout} has passed since C{job} was submitted.
+
+        The deadline counts from the start of the run, which the reactor learns only now: a
+        job that started late gets the rest of its time on a timer of its own.
+        """
+        if self.waiting.claim(job):  # it never started (the queue allows more than the run)
+            job.overloaded()
+            return
+        started = job.started_at
+        now = self._clock.seconds()
+        left = (now if started is None else started) + self._run_timeout - now
+        if left > 0:
+            self._late_starters[job] = self._clock.callLater(left, self._late_expired, job)
+        else:
+            job.expired()
+
+    def _late_expired(self, job: Job) -> None:
+        """A job that started late ran past its deadline."""
+        del self._late_starters[job]
+        job.expired()
+
+    def _cancel_run_deadline(self, job: Job) -> bool:
+        """Stop C{job}'s run deadline; return whether it was still running."""
+        if self.deadlines.discard(job):
+            return True
+        timer = self._late_starters.pop(job, None)
+        if timer is None:
+            return False
+        timer.cancel()
+        return True
 
     def _returned(self, job: Job, ok: bool, value: Any) -> None:
         """A worker returned: free its place, and report unless the deadline passed first."""
         self.in_flight -= 1
         try:
-            if self.deadlines.discard(job):
+            if self._cancel_run_deadline(job):
                 job.finished(ok, value)
         finally:
             self._settle()
 
     def _dropped(self, job: Job) -> None:
-        """The pool will never run C{job}: free its place; answer C{expired} if still wanted."""
+        """The pool will never run C{job}: free its place; answer C{expired} if still wanted.
+
+        A job dropped because its queue deadline passed was answered then already.
+        """
         self.in_flight -= 1
         try:
-            if self.deadlines.discard(job) and job.wanted():
+            self.waiting.claim(job)
+            if self._cancel_run_deadline(job) and job.wanted():
                 job.expired()
         finally:
             self._settle()
@@ -117,3 +201,11 @@ class Dispatcher:
         waiter: Deferred[None] = Deferred()
         self._idle_waiters.append(waiter)
         return waiter
+
+    def clear(self) -> None:
+        """Drop every deadline and timer (the server has stopped; late results are dropped)."""
+        self.waiting.clear()
+        self.deadlines.clear()
+        for timer in self._late_starters.values():
+            timer.cancel()
+        self._late_starters.clear()

@@ -24,6 +24,7 @@ COOKIE_NAME = b"sessionToken"
 _ACCEPTED_TYPES = frozenset((b"application/json",))
 _LOGIN_OK = encode({"message": "Login successful."})
 _LOGOUT_OK = encode({"message": "Logout successful."})
+RETRY_AFTER_BUSY = b"1"
 
 
 class _Duplicate:
@@ -213,6 +214,7 @@ class LoginResource(_Endpoint):
             self._finish(request, username, peer, store.verify(username, password))
             return NOT_DONE_YET
         if context.hashing.full():
+            request.setHeader(b"Retry-After", RETRY_AFTER_BUSY)
             send_error(request, 503, "Server busy. Try again later.", close=True)
             return NOT_DONE_YET
         context.hashing.run(_PasswordCheck(self, request, username, password, peer))
@@ -303,9 +305,6 @@ class CommunicateResource(_Endpoint):
         except BadJSON as error:
             send_error(request, 400, str(error))
             return NOT_DONE_YET
-        if context.callbacks.full():
-            send_error(request, 503, "Server busy. Try again later.")
-            return NOT_DONE_YET
         _release_input(request)
         context.callbacks.run(_Exchange(self, request, session, data))
         return NOT_DONE_YET
@@ -381,6 +380,22 @@ class _Exchange(Job):
         if not _gone(self.request):
             send_error(self.request, 503, "Request timed out.", close=True)
 
+    def overloaded(self) -> None:
+        """Waited too long for a worker: 503 with Retry-After; the connection stays open."""
+        request = self.request
+        if not _gone(request):
+            request.setHeader(b"Retry-After", RETRY_AFTER_BUSY)
+            send_error(request, 503, "Server busy. Try again later.")
+
+    def hold(self) -> None:
+        """Many requests wait: read nothing more from this connection until it is answered.
+
+        (C{HTTPChannel} resumes reading by itself once the response is written.)
+        """
+        channel = getattr(self.request, "channel", None)
+        if channel is not None and channel.transport is not None:
+            channel.transport.pauseProducing()
+
 
 class _PasswordCheck(Job):
     """One /login whose password hash is checked in a worker."""
@@ -399,6 +414,10 @@ class _PasswordCheck(Job):
         return self.resource._context.config.credential_store.verify(self.username,
                                                                      self.password)
 
+    def wanted(self) -> bool:
+        """Whether the client still waits: no hash is derived for a client that left."""
+        return not _gone(self.request)
+
     def finished(self, ok: bool, value: Any) -> None:
         if not _gone(self.request):
             self.resource._hashed_result(self.request, self.username, self.peer, ok, value)
@@ -406,6 +425,12 @@ class _PasswordCheck(Job):
     def expired(self) -> None:
         if not _gone(self.request):
             send_error(self.request, 503, "Login timed out.", close=True)
+
+    def overloaded(self) -> None:
+        """Waited too long for a hash worker: 503 with Retry-After."""
+        if not _gone(self.request):
+            self.request.setHeader(b"Retry-After", RETRY_AFTER_BUSY)
+            send_error(self.request, 503, "Server busy. Try again later.", close=True)
 
 
 def _call_and_encode(callback: Any, username: str, token: str,

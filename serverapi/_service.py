@@ -43,9 +43,12 @@ class APIService(Service):
             validity_callback=config.session_validity_callback,
             max_sessions=config.max_sessions, max_sessions_per_user=config.max_sessions_per_user,
             idle_timeout=config.session_idle_timeout, max_age=config.session_max_age)
-        self.callbacks = Dispatcher(pool, reactor, deadline=config.callback_timeout,
-                                    capacity=config.max_threads + config.max_queued_requests)
-        self.hashing = Dispatcher(hash_pool, reactor, deadline=config.callback_timeout,
+        self.callbacks = Dispatcher(pool, reactor, queue_timeout=config.effective_queue_timeout,
+                                    run_timeout=config.callback_timeout,
+                                    hold_after=config.max_threads + config.max_queued_requests)
+        self.hashing = Dispatcher(hash_pool, reactor,
+                                  queue_timeout=config.effective_queue_timeout,
+                                  run_timeout=config.callback_timeout,
                                   capacity=HASH_THREADS + config.max_queued_requests)
         throttle = LoginThrottle(now=reactor.seconds, attempts=config.login_attempts,
                                  window=config.login_window)
@@ -162,8 +165,9 @@ class APIService(Service):
         self.sweeper.stop()
         for pool in self._pools:
             pool.stop()
-        for deadlines in (self.callbacks.deadlines, self.hashing.deadlines, self.site.deadlines):
-            deadlines.clear()
+        self.callbacks.clear()
+        self.hashing.clear()
+        self.site.deadlines.clear()
 
     def getSessions(self) -> list[LoginSession]:
         """A snapshot of the live sessions (call on the reactor thread)."""

@@ -109,6 +109,7 @@ class ThreadedAPIServer:
         max_sessions: int = 100_000,
         session_idle_timeout: float | None = None,
         session_max_age: float | None = None,
+        queue_timeout: float | None = None,
         cors_origins: Sequence[str] = (),
         trusted_proxies: Sequence[str] = (),
     ) -> None:
@@ -127,7 +128,8 @@ class ThreadedAPIServer:
             shutdown_grace=shutdown_grace, login_attempts=login_attempts,
             login_window=login_window, max_sessions_per_user=max_sessions_per_user,
             max_sessions=max_sessions, session_idle_timeout=session_idle_timeout,
-            session_max_age=session_max_age, cors_origins=cors_origins,
+            session_max_age=session_max_age, queue_timeout=queue_timeout,
+            cors_origins=cors_origins,
             trusted_proxies=trusted_proxies)
         self._lock = threading.Lock()
         self._reactor: Any = None

@@ -18,11 +18,11 @@ class PoolJob(Protocol):
     """Work for a pool: C{run()} in a worker, then C{done(ok, value)} on the reactor.
 
     Or, instead of both, C{dropped()} on the reactor: the pool stopped before a worker took the
-    job, or C{wanted()} said no right before it would have run.
+    job, or C{start()} said no right before it would have run.
     """
 
-    def wanted(self) -> bool:
-        """In a worker, right before C{run()}: whether to run the job at all (cheap, any thread)."""
+    def start(self) -> bool:
+        """In a worker, right before C{run()}: claim the job, or say it must not run (cheap)."""
 
     def run(self) -> Any:
         """Do the work (in a worker thread) and return its result."""
@@ -60,7 +60,7 @@ class ThreadedCallbackPool:
     when that list was empty, so under load one wake-up delivers many results.  The threads are
     daemons: a callback stuck forever can delay nothing but its own request, not a stop or the
     process exit.  A job is one object, so a request waiting for a worker holds few objects for
-    the garbage collector to track.  A worker asks C{job.wanted()} right before running a job,
+    the garbage collector to track.  A worker asks C{job.start()} right before running a job,
     and once the pool has stopped it starts nothing: jobs it skips are reported as dropped.
     """
 
@@ -133,7 +133,7 @@ class ThreadedCallbackPool:
             if job is None:
                 return
             try:
-                if self._stopped or not job.wanted():
+                if self._stopped or not job.start():
                     result: tuple[PoolJob, bool, Any] = (job, False, _DROPPED)
                 else:
                     result = (job, True, job.run())

@@ -29,7 +29,10 @@ _NUMBERS: list[tuple[str, type, str]] = [
     ("session-check-interval", float, "Seconds between session validity sweeps."),
     ("callback-timeout", float, "Seconds a callback may run before the client gets 503."),
     ("max-threads", int, "Callback worker threads."),
-    ("max-queued-requests", int, "Callbacks waiting for a worker before 503."),
+    ("max-queued-requests", int, "Callbacks waiting for a worker before connections are read "
+                                 "no further (backpressure)."),
+    ("queue-timeout", float, "Seconds a request may wait for a worker before 503 "
+                             "(default: --timeout)."),
     ("shutdown-grace", float, "Seconds a stop waits for running callbacks."),
     ("login-attempts", int, "Failed logins per username within the window before 429."),
     ("login-window", float, "Seconds of the failed-login window."),

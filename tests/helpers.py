@@ -41,6 +41,9 @@ class SyncPool:
         self.stopped = True
 
     def submit(self, job: PoolJob) -> None:
+        if not job.start():
+            job.dropped()
+            return
         self.ran += 1
         try:
             value = job.run()

@@ -114,14 +114,17 @@ class DisconnectTests(SynchronousTestCase):
         self.assertEqual(server.service.callbacks.in_flight, 0)
 
     def test_force_logout_applies_after_disconnect(self) -> None:
-        """A force_logout from a callback whose client left still ends the session."""
+        """A force_logout from a callback whose client left while it ran still ends the
+        session."""
         pool = HeldPool()
         server = MemoryServer(pool=pool, request_callback=lambda u, t, d: (False, True, {}))
         token = server.login()
         channel, _ = server.connect()
         channel.dataReceived(request_bytes(cookie=token))
+        job = pool.jobs.pop()
+        self.assertTrue(job.start())
         channel.connectionLost(Failure(ConnectionDone()))
-        pool.release()
+        job.done(True, job.run())
         self.assertEqual(server.service.getSessions(), [])
 
 

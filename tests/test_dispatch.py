@@ -1,4 +1,4 @@
-"""The dispatcher: capacity, deadlines, late results and waiting for idle."""
+"""The dispatcher: queue and run deadlines, holds, capacity, late results and idleness."""
 
 from __future__ import annotations
 
@@ -38,6 +38,12 @@ class RecordingJob(Job):
     def expired(self) -> None:
         self.events.append("timeout")
 
+    def overloaded(self) -> None:
+        self.events.append("overloaded")
+
+    def hold(self) -> None:
+        self.events.append("hold")
+
 
 class DispatcherTests(SynchronousTestCase):
     """Dispatcher over a held pool and a fake clock."""
@@ -45,7 +51,8 @@ class DispatcherTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.pool = HeldPool()
         self.clock = Clock()
-        self.dispatcher = Dispatcher(self.pool, self.clock, capacity=2, deadline=5)
+        self.dispatcher = Dispatcher(self.pool, self.clock, queue_timeout=2, run_timeout=5,
+                                     capacity=2, hold_after=3)
         self.events: list[Any] = []
 
     def submit(self, value: Any) -> None:
@@ -61,15 +68,86 @@ class DispatcherTests(SynchronousTestCase):
         self.assertFalse(self.dispatcher.full())
         self.assertEqual(self.events, [(True, 1)])
 
+    def start(self, index: int = 0) -> Job:
+        """A worker takes a held job and starts it (without finishing it yet)."""
+        job = self.pool.jobs.pop(index)
+        self.assertTrue(job.start())
+        return job
+
     def test_deadline(self) -> None:
-        """A job past its deadline times out; its late result is dropped but frees the slot."""
+        """A job running past its deadline times out; its late result is dropped but frees
+        the slot."""
         self.submit(1)
+        job = self.start()
         self.clock.advance(5)
         self.assertEqual(self.events, ["timeout"])
         self.assertEqual(self.dispatcher.in_flight, 1)
-        self.pool.release()
+        job.done(True, 1)
         self.assertEqual(self.events, ["timeout"])
         self.assertEqual(self.dispatcher.in_flight, 0)
+
+    def test_queue_deadline(self) -> None:
+        """A job no worker took within the queue deadline is answered as overloaded and
+        never runs; its place is freed when the pool lets it go."""
+        self.submit(1)
+        self.clock.advance(2)
+        self.assertEqual(self.events, ["overloaded"])
+        job = self.pool.jobs.pop()
+        self.assertFalse(job.start())
+        job.dropped()
+        self.clock.advance(10)
+        self.assertEqual((self.events, self.dispatcher.in_flight), (["overloaded"], 0))
+
+    def test_run_deadline_counts_from_start(self) -> None:
+        """A job that started late still gets its whole run time."""
+        self.submit(1)
+        self.clock.advance(1.5)
+        job = self.start()
+        self.clock.advance(3.5)  # 5 s since submission, 3.5 s of running
+        self.assertEqual(self.events, [])
+        self.clock.advance(1.4)
+        self.assertEqual(self.events, [])
+        self.clock.advance(0.2)
+        self.assertEqual(self.events, ["timeout"])
+        job.done(True, 1)
+        self.assertEqual((self.events, self.dispatcher.in_flight), (["timeout"], 0))
+
+    def test_late_starter_finishing_in_time(self) -> None:
+        """A late starter that returns within its run time is reported, and its timer gone."""
+        self.submit(1)
+        self.clock.advance(1.5)
+        job = self.start()
+        self.clock.advance(4)
+        job.done(True, "late but in time")
+        self.assertEqual(self.events, [(True, "late but in time")])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_longer_queue_than_run(self) -> None:
+        """With a queue deadline longer than the run deadline, a job never started is
+        answered as overloaded at the run deadline."""
+        dispatcher = Dispatcher(self.pool, self.clock, queue_timeout=10, run_timeout=5)
+        dispatcher.run(RecordingJob(self.events, 1))
+        self.clock.advance(5)
+        self.assertEqual(self.events, ["overloaded"])
+        self.assertFalse(self.pool.jobs.pop().start())
+
+    def test_hold_past_queue_length(self) -> None:
+        """Jobs beyond C{hold_after} in flight are told to hold (backpressure), none before."""
+        for value in range(5):
+            self.submit(value)
+        self.assertEqual(self.events, ["hold", "hold"])
+        self.start()
+        self.submit(5)
+        self.assertEqual(self.events, ["hold", "hold", "hold"])
+
+    def test_claim_race(self) -> None:
+        """The queue deadline and a worker's start race for a job: exactly one wins."""
+        self.submit(1)
+        job = self.start()
+        self.clock.advance(2)
+        self.assertEqual(self.events, [])  # started in time: not overloaded
+        job.done(True, 1)
+        self.assertEqual(self.events, [(True, 1)])
 
     def test_errors_delivered(self) -> None:
         """An exception in the job arrives as (False, exception)."""

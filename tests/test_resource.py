@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from serverapi import LoginSession
@@ -375,38 +377,73 @@ class RoutingTests(HeadersMixin, SynchronousTestCase):
 
 
 class OverloadTests(SynchronousTestCase):
-    """503 for a full callback queue, a late callback, or a full session table."""
+    """Section 8: waiting instead of refusal, refusal by waiting time, late callbacks, and a
+    full session table."""
 
-    def test_queue_full_is_503(self) -> None:
-        """Past max_threads + max_queued_requests callbacks in flight, /communicate is 503."""
+    def communicate(self, server: MemoryServer, token: str) -> Any:
+        """Send one /communicate on a new raw connection; return (channel, transport)."""
+        channel, transport = server.connect()
+        channel.dataReceived(request_bytes(cookie=token))
+        return channel, transport
+
+    def test_long_queue_waits_instead_of_503(self) -> None:
+        """Past max_threads + max_queued_requests, requests wait (no 503) and their
+        connections are read no further; logins are still answered at once."""
         pool = HeldPool()
         server = MemoryServer(pool=pool, max_threads=2, max_queued_requests=1)
         token = server.login()
-        pending = [server.treq.request("POST", "http://example.test/communicate", data=b"{}",
-                                       headers={b"Cookie": [f"sessionToken={token}".encode()]})
-                   for _ in range(3)]
-        server.treq.flush()
-        response = server.post("/communicate", {}, cookie=token)
-        self.assertEqual((response.code, server.body(response)),
-                         (503, {"error": "Server busy. Try again later."}))
+        connections = [self.communicate(server, token) for _ in range(5)]
+        self.assertEqual([transport.value() for _, transport in connections], [b""] * 5)
+        self.assertEqual([transport.producerState for _, transport in connections],
+                         ["producing"] * 3 + ["paused"] * 2)
         self.assertEqual(server.post("/login", {"username": "bob", "password":
                                                 "securepassword"}).code, 200)
         while pool.jobs:
             pool.release()
-        self.assertEqual([server.result(d).code for d in pending], [200] * 3)
-        channel, transport = server.connect()
+        self.assertEqual([status_of(transport.value()) for _, transport in connections],
+                         [200] * 5)
+        self.assertEqual({transport.producerState for _, transport in connections},
+                         {"producing"})
+
+    def test_queue_timeout(self) -> None:
+        """A request no worker took within queue_timeout gets 503 with Retry-After and never
+        runs; the connection stays open."""
+        pool = HeldPool()
+        server = MemoryServer(pool=pool, queue_timeout=2)
+        token = server.login()
+        channel, transport = self.communicate(server, token)
+        server.reactor.advance(1.9)
+        self.assertEqual(transport.value(), b"")
+        server.reactor.advance(0.1)
+        answer = transport.value()
+        self.assertEqual(status_of(answer), 503)
+        self.assertIn(b"\r\nRetry-After: 1\r\n", answer)
+        self.assertNotIn(b"Connection: close", answer)
+        self.assertTrue(answer.endswith(b'{"error": "Server busy. Try again later."}'))
+        pool.release()
+        self.assertEqual((pool.ran, server.service.callbacks.in_flight), (0, 0))
         channel.dataReceived(request_bytes(cookie=token))
         pool.release()
-        self.assertEqual(status_of(transport.value()), 200)
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 OK"), 1)
+
+    def test_queue_timeout_defaults_to_timeout(self) -> None:
+        """Without queue_timeout, a request may wait C{timeout} seconds."""
+        pool = HeldPool()
+        server = MemoryServer(pool=pool, timeout=3)
+        _, transport = self.communicate(server, server.login())
+        server.reactor.advance(2.9)
+        self.assertEqual(transport.value(), b"")
+        server.reactor.advance(0.1)
+        self.assertEqual(status_of(transport.value()), 503)
 
     def test_callback_deadline(self) -> None:
         """A callback past callback_timeout: 503 with Connection: close; its result is dropped."""
         pool = HeldPool()
-        server = MemoryServer(pool=pool, callback_timeout=2, max_threads=1,
-                              max_queued_requests=0)
+        server = MemoryServer(pool=pool, callback_timeout=2, max_threads=1)
         token = server.login()
-        channel, transport = server.connect()
-        channel.dataReceived(request_bytes(cookie=token))
+        channel, transport = self.communicate(server, token)
+        job = pool.jobs.pop()
+        self.assertTrue(job.start())
         server.reactor.advance(1.9)
         self.assertEqual(transport.value(), b"")
         server.reactor.advance(0.1)
@@ -414,16 +451,23 @@ class OverloadTests(SynchronousTestCase):
         self.assertEqual(status_of(answer), 503)
         self.assertIn(b"\r\nConnection: close\r\n", answer)
         self.assertTrue(answer.endswith(b'{"error": "Request timed out."}'))
-        # The worker is still busy, so the next request finds no room ...
-        self.assertEqual(server.post("/communicate", {}, cookie=token).code, 503)
-        # ... and once it returns, its late result is dropped and the worker is free again.
-        pool.release()
+        self.assertEqual(server.service.callbacks.in_flight, 1)  # the worker is still busy
+        job.done(True, (False, False, b"{}"))  # its late result is dropped
         self.assertEqual(transport.value(), answer)
         self.assertEqual(server.service.callbacks.in_flight, 0)
-        channel, transport = server.connect()
-        channel.dataReceived(request_bytes(cookie=token))
+        _, transport = self.communicate(server, token)
         pool.release()
         self.assertEqual(status_of(transport.value()), 200)
+
+    def test_departed_client_not_run(self) -> None:
+        """A job whose client left before a worker took it is not run."""
+        pool = HeldPool()
+        calls: list[str] = []
+        server = MemoryServer(pool=pool, request_callback=lambda u, t, d: calls.append(u))
+        channel, transport = self.communicate(server, server.login())
+        channel.connectionLost(Failure(ConnectionDone()))
+        pool.release()
+        self.assertEqual((calls, pool.ran, server.service.callbacks.in_flight), ([], 0, 0))
 
     def test_session_table_full(self) -> None:
         """Logins beyond max_sessions get 503; logging out makes room."""

@@ -114,7 +114,7 @@ class OptionsTests(SynchronousTestCase):
             "callback": handler, "validity-callback": None, "tls-cert": None, "tls-key": None,
             "tls-ca": None, "cookie-level": "Strict", "timeout": 5.0, "max-recv-calls": 1024,
             "session-check-interval": 1.0, "callback-timeout": 30.0, "max-threads": 10,
-            "max-queued-requests": 100, "shutdown-grace": 10.0, "login-attempts": 5,
+            "max-queued-requests": 100, "queue-timeout": None, "shutdown-grace": 10.0, "login-attempts": 5,
             "login-window": 60.0, "max-sessions-per-user": 64, "max-sessions": 100000,
             "session-idle-timeout": None, "session-max-age": None, "cors-origins": [],
             "trusted-proxies": [], "tls": None})
@@ -128,7 +128,7 @@ class OptionsTests(SynchronousTestCase):
             "--callback", HANDLER, "--validity-callback", "tests.test_tap:checker",
             "--cookie-level", "Lax", "--timeout", "2.5", "--max-recv-calls", "16",
             "--session-check-interval", "0.5", "--callback-timeout", "3", "--max-threads", "4",
-            "--max-queued-requests", "0", "--shutdown-grace", "1", "--login-attempts", "7",
+            "--max-queued-requests", "0", "--queue-timeout", "1.5", "--shutdown-grace", "1", "--login-attempts", "7",
             "--login-window", "30", "--max-sessions-per-user", "2", "--max-sessions", "9",
             "--session-idle-timeout", "600", "--session-max-age", "3600",
             "--cors-origin", "https://app.example.com", "--cors-origin", "http://localhost:3000",
@@ -138,7 +138,8 @@ class OptionsTests(SynchronousTestCase):
             "callback": handler, "validity-callback": checker, "tls-cert": None,
             "tls-key": None, "tls-ca": None, "cookie-level": "Lax", "timeout": 2.5,
             "max-recv-calls": 16, "session-check-interval": 0.5, "callback-timeout": 3.0,
-            "max-threads": 4, "max-queued-requests": 0, "shutdown-grace": 1.0,
+            "max-threads": 4, "max-queued-requests": 0, "queue-timeout": 1.5,
+            "shutdown-grace": 1.0,
             "login-attempts": 7, "login-window": 30.0, "max-sessions-per-user": 2,
             "max-sessions": 9, "session-idle-timeout": 600.0, "session-max-age": 3600.0,
             "cors-origins": ["https://app.example.com", "http://localhost:3000"],
@@ -236,7 +237,7 @@ class OptionsTests(SynchronousTestCase):
         for name in ["listen", "credentials", "callback", "validity-callback", "tls-cert",
                      "tls-key", "tls-ca", "cookie-level", "timeout", "max-recv-calls",
                      "session-check-interval", "callback-timeout", "max-threads",
-                     "max-queued-requests", "shutdown-grace", "login-attempts", "login-window",
+                     "max-queued-requests", "queue-timeout", "shutdown-grace", "login-attempts", "login-window",
                      "max-sessions-per-user", "max-sessions", "session-idle-timeout",
                      "session-max-age", "cors-origin", "trusted-proxy"]:
             self.assertIn(f"--{name}=", text)

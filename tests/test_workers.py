@@ -55,7 +55,7 @@ class FunctionJob:
         self.done = done
         self.was_dropped = False
 
-    def wanted(self) -> bool:
+    def start(self) -> bool:
         return True
 
     def dropped(self) -> None:
@@ -148,7 +148,7 @@ class DispatchedPoolTests(SynchronousTestCase):
         self.addCleanup(self.pool.join, 5)
         self.addCleanup(self.pool.stop)
         self.addCleanup(self.gate.set)
-        self.dispatcher = Dispatcher(self.pool, Clock(), capacity=100, deadline=30)
+        self.dispatcher = Dispatcher(self.pool, Clock(), queue_timeout=30, run_timeout=30)
         self.events: list[tuple[str, str]] = []
 
     def run_job(self, name: str, **options: Any) -> None:
@@ -191,7 +191,7 @@ class DispatchedPoolTests(SynchronousTestCase):
     def test_worker_checks_stop_before_each_job(self) -> None:
         """A job a worker took as the pool stopped is dropped, not started."""
         pool = ThreadedCallbackPool(self.reactor, 1, name="unstarted")
-        dispatcher = Dispatcher(pool, Clock(), capacity=2, deadline=30)
+        dispatcher = Dispatcher(pool, Clock(), queue_timeout=30, run_timeout=30)
         job = GatedJob("raced", self.events)
         dispatcher.run(job)  # handed over at once: FakeReactor runs callLater immediately
         pool._stopped = True  # the stop lands between the worker's get() and its start
