@@ -27,9 +27,9 @@ class Deadlines(Generic[K]):
     def __len__(self) -> int:
         return len(self._due)
 
-    def add(self, key: K) -> None:
-        """Start C{key}'s deadline now."""
-        self._due[key] = self._clock.seconds() + self._delay
+    def add(self, key: K, now: float | None = None) -> None:
+        """Start C{key}'s deadline now (C{now}: the clock's time, when the caller has it)."""
+        self._due[key] = (self._clock.seconds() if now is None else now) + self._delay
         if self._timer is None:
             self._timer = self._clock.callLater(self._delay, self._expire)
 

@@ -62,7 +62,11 @@ class Job:
         A job runs only if it is still wanted and its queue deadline has not passed (the
         reactor and the worker race for it; exactly one wins).
         """
-        return self.wanted() and self.dispatcher._claim(self)
+        dispatcher = self.dispatcher
+        if not (self.wanted() and dispatcher.waiting.claim(self)):
+            return False
+        self.started_at = dispatcher._clock.seconds()
+        return True
 
     def done(self, ok: bool, value: Any) -> None:
         """The pool's report that C{run} ended."""
@@ -115,18 +119,12 @@ class Dispatcher:
         self.in_flight += 1
         job.dispatcher = self
         job.started_at = None
-        self.waiting.add(job)
-        self.deadlines.add(job)
+        now = self._clock.seconds()
+        self.waiting.add(job, now)
+        self.deadlines.add(job, now)
         self._pool.submit(job)
         if self._hold_after is not None and self.in_flight > self._hold_after:
             job.hold()
-
-    def _claim(self, job: Job) -> bool:
-        """In a worker: take C{job} out of the queue deadlines; false if they expired it."""
-        if self.waiting.claim(job):
-            job.started_at = self._clock.seconds()
-            return True
-        return False
 
     def _waited_too_long(self, job: Job) -> None:
         """No worker took C{job} within the queue deadline: answer it; it will never run."""
@@ -169,10 +167,12 @@ class Dispatcher:
         """A worker returned: free its place, and report unless the deadline passed first."""
         self.in_flight -= 1
         try:
-            if self._cancel_run_deadline(job):
+            if self.deadlines.discard(job) or (self._late_starters
+                                               and self._cancel_run_deadline(job)):
                 job.finished(ok, value)
         finally:
-            self._settle()
+            if not self.in_flight:
+                self._settle()
 
     def _dropped(self, job: Job) -> None:
         """The pool will never run C{job}: free its place; answer C{expired} if still wanted.

@@ -36,6 +36,8 @@ class APIRequest(server.Request):
     _body_bytes = 0
     _body_cap = 0
     _forwarded: ForwardedClient | None = None
+    # Our responses have a known length and standard headers: _responses writes them whole.
+    writes_whole_responses = True
 
     def gotLength(self, length: int | None) -> None:
         """Refuse at once what the request line and headers condemn, then make the body's file.
@@ -75,7 +77,8 @@ class APIRequest(server.Request):
         forwarded = self._forwarded
         if forwarded is not None and forwarded.secure is not None:
             return forwarded.secure
-        return self.channel is not None and self.channel.isSecure()
+        channel = self.channel
+        return channel is not None and channel.secure
 
     def handleContentChunk(self, data: bytes) -> None:
         """Count body bytes as they arrive (chunked bodies have no length up front)."""
@@ -110,12 +113,14 @@ class APIChannel(http.HTTPChannel):
 
     site: APISite
     refused = False
+    secure = False
     _receiving = False
     _host: Any = None
     _peer: Any = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self.secure = ISSLTransport.providedBy(self.transport)  # asked once, not per request
         self.site.channels.add(self)
 
     def getHost(self) -> Any:
@@ -200,8 +205,7 @@ class APIChannel(http.HTTPChannel):
         """Answer a request we will not read any further, and close the connection."""
         self.refused = True
         self._cancel_deadline()
-        secure = ISSLTransport.providedBy(self.transport)
-        self.transport.write(raw_error(code, message, secure=secure, headers=headers))
+        self.transport.write(raw_error(code, message, secure=self.secure, headers=headers))
         self.timeoutConnection()
 
     def _send100Continue(self) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IRequest
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SAFE_FETCH_SITES = frozenset((b"same-origin", b"none"))
@@ -100,11 +101,9 @@ class OriginPolicy:
             return None
         return origins[0]
 
-    def refuses(self, headers: Headers, secure: bool) -> bool:
-        """Whether a request with these headers is a cross-origin browser request to refuse.
-
-        C{secure} is the request's scheme, for the C{Host} header's default port.
-        """
+    def refuses(self, request: IRequest) -> bool:
+        """Whether C{request} is a cross-origin browser request to refuse."""
+        headers = request.requestHeaders
         sites = headers.getRawHeaders(b"sec-fetch-site")
         if sites is not None:
             if len(sites) == 1 and sites[0].strip().lower() in _SAFE_FETCH_SITES:
@@ -117,7 +116,8 @@ class OriginPolicy:
             origin = _origin_host_port(origins[0].decode("latin-1"))
             hosts = headers.getRawHeaders(b"host")
             if origin is not None and hosts is not None and len(hosts) == 1:
-                if origin == _host_port(hosts[0].decode("latin-1"), 443 if secure else 80):
+                default_port = 443 if request.isSecure() else 80
+                if origin == _host_port(hosts[0].decode("latin-1"), default_port):
                     return False
         return self.allowed_origin(headers) is None
 

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -25,6 +26,10 @@ _ACCEPTED_TYPES = frozenset((b"application/json",))
 _LOGIN_OK = encode({"message": "Login successful."})
 _LOGOUT_OK = encode({"message": "Logout successful."})
 RETRY_AFTER_BUSY = b"1"
+
+
+# What a request waiting for a worker holds instead of its headers (nothing writes to it).
+_RELEASED_HEADERS = Headers()
 
 
 class _Duplicate:
@@ -121,16 +126,21 @@ class _Endpoint(Resource):
     def render(self, request: IRequest) -> Any:
         """Answer preflights, refuse what the contract refuses (405, 403, 415), else handle."""
         origins = self._context.origins
-        origin = origins.allowed_origin(request.requestHeaders)
-        if origin is not None:
-            for name, value in origins.cors_headers(origin):
-                request.responseHeaders.setRawHeaders(name, [value])
-        if request.method == b"OPTIONS" and request.requestHeaders.hasHeader(b"origin"):
-            return self._preflight(request, origin)
-        refusal = self._refusal(request, request.method, oversized=False)
-        if refusal is None:
+        origin = None
+        if origins.cors_origins:
+            origin = origins.allowed_origin(request.requestHeaders)
+            if origin is not None:
+                for name, value in origins.cors_headers(origin):
+                    request.responseHeaders.setRawHeaders(name, [value])
+        method = request.method
+        if method == b"POST" and not origins.refuses(request) and _content_type_allowed(request):
             return self.handle(request)
-        code, message, headers = refusal
+        if method == b"OPTIONS" and request.requestHeaders.hasHeader(b"origin"):
+            return self._preflight(request, origin)
+        refusal = self._refusal(request, method, oversized=False)
+        if refusal is None:  # unreachable: the checks above passed only when this finds none
+            return self.handle(request)
+        code, message, _ = refusal
         if code == 405:
             request.setHeader(b"Allow", b"POST")
         send_error(request, code, message)
@@ -142,7 +152,7 @@ class _Endpoint(Resource):
         origins = self._context.origins
         if method != b"POST":
             code, message = 405, "Method not allowed."
-        elif origins.refuses(headers, request.isSecure()):
+        elif origins.refuses(request):
             return _refusal(403, "Cross-origin request refused.", None)
         elif oversized:
             code, message = 413, "Request body too large."
@@ -338,18 +348,16 @@ def _release_input(request: IRequest) -> None:
     they wait.  (Twisted copes with C{content} being C{None} when it cleans up.)
     """
     request.content = None
-    headers = request.requestHeaders
-    for name, _ in list(headers.getAllRawHeaders()):
-        headers.removeHeader(name)
+    request.requestHeaders = _RELEASED_HEADERS
 
 
-def _gone(request: IRequest) -> bool:
+def _gone(request: Any) -> bool:
     """Whether the client left before its response: Twisted's own flag, set on connection loss.
 
     (It is the flag C{Request.write} itself consults; reading it avoids a C{notifyFinish}
-    Deferred per request.)
+    Deferred per request.  Read directly, so that a rename in Twisted fails loudly.)
     """
-    return bool(getattr(request, "_disconnected", False))
+    return bool(request._disconnected)
 
 
 class _Exchange(Job):
@@ -371,7 +379,7 @@ class _Exchange(Job):
 
     def wanted(self) -> bool:
         """Whether the client still waits: a job whose client left is never run."""
-        return not _gone(self.request)
+        return not self.request._disconnected
 
     def finished(self, ok: bool, value: Any) -> None:
         self.resource._answer(self.request, self.session, ok, value)

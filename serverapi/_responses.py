@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from http import HTTPStatus
+from typing import Any
 
 from twisted.web.http import datetimeToString
 from twisted.web.iweb import IRequest
@@ -50,8 +51,17 @@ def close_after_response(request: IRequest) -> None:
         channel.persistent = False
 
 
+_FIXED_HEADERS = b"".join(name + b": " + value[0] + b"\r\n" for name, value in _COMMON_HEADERS)
+_HSTS_LINE = b"Strict-Transport-Security: " + HSTS_VALUE + b"\r\n"
+
+
 def send(request: IRequest, code: int, body: bytes, *, close: bool = False) -> None:
     """Write a complete JSON response (status, standard headers, body) and finish it."""
+    if close:
+        close_after_response(request)
+    if getattr(request, "writes_whole_responses", False) and request.method != b"HEAD":
+        _send_whole(request, code, body)
+        return
     headers = request.responseHeaders
     request.setResponseCode(code, REASON_PHRASES[code])
     headers.removeHeader(b"Server")
@@ -61,9 +71,32 @@ def send(request: IRequest, code: int, body: bytes, *, close: bool = False) -> N
     if request.isSecure():
         headers.setRawHeaders(b"Strict-Transport-Security", [HSTS_VALUE])
     headers.setRawHeaders(b"Content-Length", [b"%d" % len(body)])
-    if close:
-        close_after_response(request)
     request.write(body)
+    request.finish()
+
+
+def _send_whole(request: Any, code: int, body: bytes) -> None:
+    """Write the status line, every header and the body in one transport write, then finish.
+
+    What C{Request.write} does on its first call (format C{responseHeaders}, then the body),
+    for a response whose length is known: one buffer instead of a C{Headers} round trip per
+    standard header and two writes.  C{startedWriting} and C{sentLength} are the request's
+    documented state, so C{finish()} then does the rest of Twisted's bookkeeping.
+    """
+    phrase = REASON_PHRASES[code]
+    request.code = code
+    request.code_message = phrase
+    parts = [request.clientproto, b" %d %s\r\nDate: %s\r\n" % (code, phrase, http_date()),
+             _FIXED_HEADERS]
+    if request.isSecure():
+        parts.append(_HSTS_LINE)
+    for name, values in request.responseHeaders.getAllRawHeaders():
+        for value in values:
+            parts += (name, b": ", value, b"\r\n")
+    parts += (b"Content-Length: %d\r\n\r\n" % len(body), body)
+    request.startedWriting = 1
+    request.sentLength = len(body)
+    request.channel.transport.write(b"".join(parts))
     request.finish()
 
 
