@@ -8,6 +8,8 @@ from ._service import APIService, makeAPIService
 from ._sessions import LoginSession
 from ._threaded import ThreadedAPIServer
 
+__version__ = "1.0.0"  # the single source: setup.cfg reads it (version = attr: ...)
+
 # A library's logger stays silent unless the program configures logging (Python's logging HOWTO).
 logging.getLogger("serverapi").addHandler(logging.NullHandler())
 

@@ -1,4 +1,4 @@
-"""Command line: C{python -m serverapi hash-password} prints a hash for the credentials dict."""
+"""Command line: C{serverapi hash-password} (or C{python -m serverapi ...}) and C{--version}."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import argparse
 import getpass
 import sys
 
+from . import __version__
 from ._passwords import hashPassword
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m serverapi")
+    parser = argparse.ArgumentParser(prog="serverapi")
+    parser.add_argument("--version", action="version", version=f"serverapi {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "hash-password",

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ._credentials import check_credentials
 from ._logging import SafeLogger
 from ._origins import parse_cors_origins
 from ._passwords import CredentialStore
@@ -63,6 +64,11 @@ def check_callable(name: str, value: object, arity: int) -> None:
 LISTEN_BACKLOG = 1024
 
 
+def metrics_available() -> bool:
+    """Whether the optional C{prometheus_client} (the C{serverapi[metrics]} extra) is installed."""
+    return importlib.util.find_spec("prometheus_client") is not None
+
+
 def endpoint_for(host: str, port: int) -> str:
     """Return the Twisted endpoint description that listens on C{host}:C{port} over TCP.
 
@@ -100,21 +106,15 @@ class ServerConfig:
     queue_timeout: float | None = None
     cors_origins: Sequence[str] = ()
     trusted_proxies: Sequence[str] = ()
+    access_log: str | None = None
+    metrics_endpoint: str | None = None
+    # The store of C{credentials}, the start-up credentials.  A running server checks logins
+    # against its own current store (APIService.credentials), which setCredentials replaces.
     credential_store: CredentialStore = field(init=False, repr=False, compare=False)
     log: SafeLogger = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.credentials, Mapping):
-            raise TypeError(
-                f"credentials must be a dict of username -> password, "
-                f"not {type(self.credentials).__name__}"
-            )
-        for username, password in self.credentials.items():
-            if not isinstance(username, str) or not isinstance(password, str):
-                raise TypeError("credentials must map str usernames to str passwords")
-            if not username:
-                raise ValueError("credentials must not contain an empty username")
-        frozen = MappingProxyType(dict(self.credentials))
+        frozen = check_credentials(self.credentials)
         object.__setattr__(self, "credentials", frozen)
         object.__setattr__(self, "credential_store", CredentialStore(frozen))
         check_callable("request_callback", self.request_callback, 3)
@@ -143,6 +143,14 @@ class ServerConfig:
         _check_number("max_queued_requests", self.max_queued_requests, integer=True, zero=True)
         for name in ("session_idle_timeout", "session_max_age", "queue_timeout"):
             _check_number(name, getattr(self, name), optional=True)
+        for name in ("access_log", "metrics_endpoint"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise TypeError(f"{name} must be a non-empty str or None, "
+                                f"not {type(value).__name__}")
+        if self.metrics_endpoint is not None and not metrics_available():
+            raise ValueError("metrics_endpoint needs prometheus_client: install "
+                             "'serverapi[metrics]'")
 
     @property
     def max_body_bytes(self) -> int:

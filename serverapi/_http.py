@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from operator import methodcaller
 from typing import Any
@@ -230,8 +231,10 @@ class APIChannel(http.HTTPChannel):
         self._cancel_deadline()
         self.site.channels.discard(self)
         if reason.check(SSL.Error):
-            self.site.logger.warning("TLS handshake failed: peer=%s reason=%s", _peer(self),
-                                     reason.getErrorMessage())
+            peer, why = _peer(self), reason.getErrorMessage()
+            self.site.logger.audit("tls_handshake_failed", "TLS handshake failed: peer=%s "
+                                   "reason=%s", peer, why, peer=peer, reason=why,
+                                   level=logging.WARNING)
         super().connectionLost(reason)
 
 

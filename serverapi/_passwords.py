@@ -172,6 +172,16 @@ class CredentialStore:
         return bool(self._hashed)
 
     @property
+    def usernames(self) -> frozenset[str]:
+        """Every configured username."""
+        return frozenset(self._plain).union(self._hashed)
+
+    def knows(self, username: str) -> bool:
+        """Whether C{username} is configured (a login checked against an older store is
+        confirmed with this once it finishes)."""
+        return username in self._plain or username in self._hashed
+
+    @property
     def plaintext_usernames(self) -> list[str]:
         """Usernames whose password is stored in plaintext."""
         return sorted(self._plain)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -12,9 +13,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ._config import ServerConfig
+from ._credentials import Credentials
 from ._dispatch import Dispatcher, Job
 from ._json import BadJSON, encode, parse_object
-from ._logging import loggable_username
+from ._logging import describe_exception, loggable_username
 from ._origins import OriginPolicy
 from ._responses import send, send_empty, send_error
 from ._sessions import LoginSession, SessionRegistry, SessionTableFull
@@ -41,7 +43,8 @@ DUPLICATE = _Duplicate()
 
 @dataclass(frozen=True, eq=False)
 class APIContext:
-    """What the endpoints share: configuration, sessions, throttle and the pools."""
+    """What the endpoints share: configuration, sessions, throttle, the pools and the current
+    credentials (which a reload replaces)."""
 
     config: ServerConfig
     sessions: SessionRegistry
@@ -49,6 +52,7 @@ class APIContext:
     callbacks: Dispatcher
     hashing: Dispatcher
     origins: OriginPolicy
+    credentials: Credentials
 
 
 def session_cookie(request: IRequest) -> str | _Duplicate | None:
@@ -215,11 +219,12 @@ class LoginResource(_Endpoint):
         if wait > 0:
             request.setHeader(b"Retry-After", b"%d" % max(1, math.ceil(wait)))
             send_error(request, 429, "Too many failed logins. Try again later.", close=True)
-            context.config.log.warning("Login throttled: user=%s peer=%s",
-                                       loggable_username(username), peer)
+            context.config.log.audit("login_throttled", "Login throttled: user=%s peer=%s",
+                                     loggable_username(username), peer, user=username,
+                                     peer=peer, level=logging.WARNING)
             return NOT_DONE_YET
         self._end_presented_session(request)
-        store = context.config.credential_store
+        store = context.credentials.store
         if not store.is_slow(username):
             self._finish(request, username, peer, store.verify(username, password))
             return NOT_DONE_YET
@@ -246,7 +251,9 @@ class LoginResource(_Endpoint):
             send_error(request, 500, "Internal server error.", close=True)
             self._context.config.log.error("Password check failed", exc_info=value)
             return
-        self._finish(request, username, peer, bool(value))
+        # Checked against the store current when it began: the user must still be configured.
+        verified = bool(value) and self._context.credentials.store.knows(username)
+        self._finish(request, username, peer, verified)
 
     def _finish(self, request: IRequest, username: str, peer: str, verified: bool) -> None:
         """Answer 200 with a new session cookie, or 401; log once the answer is written."""
@@ -256,22 +263,27 @@ class LoginResource(_Endpoint):
         if not verified:
             context.throttle.failed(username, peer)
             send_error(request, 401, "Invalid credentials.", close=True)
-            log.warning("Login failed: user=%s peer=%s", shown, peer)
+            log.audit("login_failed", "Login failed: user=%s peer=%s", shown, peer,
+                      user=username, peer=peer, reason="invalid credentials",
+                      level=logging.WARNING)
             return
         try:
             session = context.sessions.create(
                 username, peer, peer_certificate_subject(request) if request.isSecure() else None)
         except SessionTableFull:
             send_error(request, 503, "Too many sessions. Try again later.", close=True)
-            log.warning("Login refused, session table full: user=%s peer=%s", shown, peer)
+            log.audit("login_refused", "Login refused, session table full: user=%s peer=%s",
+                      shown, peer, user=username, peer=peer, reason="session table full",
+                      level=logging.WARNING)
             return
         context.throttle.succeeded(username, peer)
         request.responseHeaders.addRawHeader(
             b"Set-Cookie", _cookie_header(session.session_token, context.config,
                                           request.isSecure(), expire=False))
         send(request, 200, _LOGIN_OK)
-        log.info("Login: user=%s peer=%s token_sha256=%s", shown, peer,
-                 session.hashed_session_token)
+        log.audit("login", "Login: user=%s peer=%s token_sha256=%s", shown, peer,
+                  session.hashed_session_token, user=username, peer=peer,
+                  token_sha256=session.hashed_session_token)
 
 
 class LogoutResource(_Endpoint):
@@ -288,7 +300,7 @@ class LogoutResource(_Endpoint):
         if session is None:
             send_error(request, 401, "Invalid session token.")
             return NOT_DONE_YET
-        sessions.end(session, "logout")
+        sessions.end(session, "logout", event="logout")
         self._expire_cookie(request)
         send(request, 200, _LOGOUT_OK)
         return NOT_DONE_YET
@@ -325,10 +337,12 @@ class CommunicateResource(_Endpoint):
         if not ok:
             if not _gone(request):
                 send_error(request, 500, "Internal server error.")
-            context.config.log.error(
-                "request_callback failed for user=%s token_sha256=%s",
+            context.config.log.audit(
+                "callback_failed", "request_callback failed for user=%s token_sha256=%s",
                 loggable_username(session.username), session.hashed_session_token,
-                exc_info=value)
+                user=session.username, peer=session.peer_address,
+                token_sha256=session.hashed_session_token, reason=describe_exception(value),
+                level=logging.ERROR, exc_info=value)
             return
         force_close, force_logout, body = value
         if force_logout:
@@ -419,8 +433,7 @@ class _PasswordCheck(Job):
         self.peer = peer
 
     def run(self) -> bool:
-        return self.resource._context.config.credential_store.verify(self.username,
-                                                                     self.password)
+        return self.resource._context.credentials.store.verify(self.username, self.password)
 
     def wanted(self) -> bool:
         """Whether the client still waits: no hash is derived for a client that left."""

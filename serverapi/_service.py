@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
+from ._accesslog import AccessLog
 from ._config import ServerConfig
+from ._counters import Counts
+from ._credentials import Credentials, check_credentials
 from ._dispatch import Dispatcher
 from ._http import APISite
+from ._logging import loggable_username
+from ._metricsweb import MetricsEndpoint
+from ._observe import ObservedSite
 from ._origins import OriginPolicy
+from ._passwords import CredentialStore
 from ._proxies import ProxyPolicy
 from ._resource import APIContext, RootResource
 from ._responses import close_after_response
 from ._sessions import LoginSession, SessionRegistry
 from ._sweep import SessionSweeper
 from ._throttle import LoginThrottle
-from ._tls import ServerContextFactory
+from ._timing import TimedDispatcher, TimedSweeper
+from ._tls import WholeResponseTLSFactory
 from ._workers import CallbackPool, ThreadedCallbackPool
 
 HASH_THREADS = 2
 _PENDING = object()
+_REMOVED_USER = "user removed from the credentials"
+_NAMED_REMOVALS = 10  # removed usernames named in the log line
 
 
 class APIService(Service):
@@ -38,14 +48,20 @@ class APIService(Service):
         self.config = config
         self.reactor = reactor
         self._pools = (pool, hash_pool)
+        self.credentials = Credentials(config.credential_store)
+        # Counted only with metrics: a server without them runs the plain parts below.
+        self.counts = Counts() if config.metrics_endpoint is not None else None
         self.sessions = SessionRegistry(
             now=reactor.seconds, logger=config.log,
             validity_callback=config.session_validity_callback,
             max_sessions=config.max_sessions, max_sessions_per_user=config.max_sessions_per_user,
             idle_timeout=config.session_idle_timeout, max_age=config.session_max_age)
-        self.callbacks = Dispatcher(pool, reactor, queue_timeout=config.effective_queue_timeout,
-                                    run_timeout=config.callback_timeout,
-                                    hold_after=config.max_threads + config.max_queued_requests)
+        dispatching: dict[str, Any] = dict(
+            queue_timeout=config.effective_queue_timeout, run_timeout=config.callback_timeout,
+            hold_after=config.max_threads + config.max_queued_requests)
+        self.callbacks = (
+            Dispatcher(pool, reactor, **dispatching) if self.counts is None else
+            TimedDispatcher(pool, reactor, histogram=self.counts.callback_seconds, **dispatching))
         self.hashing = Dispatcher(hash_pool, reactor,
                                   queue_timeout=config.effective_queue_timeout,
                                   run_timeout=config.callback_timeout,
@@ -53,16 +69,31 @@ class APIService(Service):
         throttle = LoginThrottle(now=reactor.seconds, attempts=config.login_attempts,
                                  window=config.login_window)
         context = APIContext(config, self.sessions, throttle, self.callbacks, self.hashing,
-                             OriginPolicy(config.cors_origins))
+                             OriginPolicy(config.cors_origins), self.credentials)
         self.root = RootResource(context)
-        self.site = APISite(self.root, timeout=config.timeout,
-                            max_body_bytes=config.max_body_bytes, logger=config.log,
-                            reactor=reactor, proxies=ProxyPolicy(config.trusted_proxies))
+        self.access_log = (AccessLog(config.access_log, reactor)
+                           if config.access_log is not None else None)
+        site_options: dict[str, Any] = dict(
+            timeout=config.timeout, max_body_bytes=config.max_body_bytes, logger=config.log,
+            reactor=reactor, proxies=ProxyPolicy(config.trusted_proxies))
+        if self.counts is None and self.access_log is None:
+            self.site = APISite(self.root, **site_options)
+        else:
+            self.site = ObservedSite(self.root, counts=self.counts, access_log=self.access_log,
+                                     **site_options)
         self.factory: IProtocolFactory = self.site
         if config.tls is not None:
-            self.factory = TLSMemoryBIOFactory(ServerContextFactory(config.tls), False, self.site)
-        self.sweeper = SessionSweeper(self.sessions, reactor, config.session_check_interval,
-                                      config.log)
+            self.factory = WholeResponseTLSFactory(config.tls, self.site)
+        sweeping = (self.sessions, reactor, config.session_check_interval, config.log)
+        self.sweeper = (SessionSweeper(*sweeping) if self.counts is None else
+                        TimedSweeper(*sweeping, histogram=self.counts.sweep_seconds))
+        self.metrics: MetricsEndpoint | None = None
+        if config.metrics_endpoint is not None and self.counts is not None:
+            from ._metrics import ServerCollector, server_registry
+
+            registry = server_registry(ServerCollector(self, self.counts, self.serving))
+            self.metrics = MetricsEndpoint(config.metrics_endpoint, reactor, self.serving,
+                                           registry)
         self.port: IListeningPort | None = None
         self._outcome: object = None
         self._waiters: list[Deferred[IListeningPort]] = []
@@ -76,7 +107,10 @@ class APIService(Service):
             failure.raiseException()
 
     def startService(self) -> None:
-        """Start the pools and the sweep, then listen unless that has happened already."""
+        """Open the access log, start the pools and the sweep, then listen unless that has
+        happened already."""
+        if self.access_log is not None:
+            self.access_log.open()
         super().startService()
         for warning in self.config.startup_warnings():
             self.config.log.warning("%s", warning)
@@ -90,7 +124,20 @@ class APIService(Service):
         """Begin listening on the configured endpoint."""
         self._outcome = _PENDING
         endpoint = serverFromString(self.reactor, self.config.endpoint)
-        endpoint.listen(self.factory).addBoth(self._listened)
+        listening = endpoint.listen(self.factory)
+        if self.metrics is not None:
+            listening.addCallback(self._listen_for_metrics)
+        listening.addBoth(self._listened)
+
+    def _listen_for_metrics(self, port: IListeningPort) -> Deferred[IListeningPort]:
+        """The API port listens: listen on the metrics endpoint too (or close the API port)."""
+        assert self.metrics is not None
+
+        def failed(failure: Failure) -> Failure:
+            port.stopListening()
+            return failure
+
+        return self.metrics.listen().addCallbacks(lambda _: port, failed)
 
     def _listened(self, outcome: IListeningPort | Failure) -> None:
         """Record the listening port (or the failure) and tell whoever waits for it."""
@@ -102,6 +149,8 @@ class APIService(Service):
             self.port = outcome
             self.config.log.info("serverapi listening on %s%s", outcome.getHost(),
                                     " with TLS" if self.config.tls else "")
+            if self.metrics is not None and self.metrics.port is not None:
+                self.config.log.info("serverapi metrics on %s", self.metrics.port.getHost())
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.callback(outcome)
@@ -150,8 +199,9 @@ class APIService(Service):
             "Stopping with %d request callback(s) and %d password check(s) still running after "
             "%ss", self.callbacks.in_flight, self.hashing.in_flight, timeout)
 
-    def _finish_stop(self) -> None:
-        """Close what is left (cutting requests still in a callback) and let the workers go."""
+    def _finish_stop(self) -> Deferred[Any]:
+        """Close what is left (cutting requests still in a callback), let the workers go, and
+        stop the metrics port last (so /healthz says 503 until the very end)."""
         for channel in list(self.site.channels):
             if channel.requests:
                 channel.transport.abortConnection()
@@ -159,6 +209,7 @@ class APIService(Service):
                 channel.transport.loseConnection()
         self._stop_background()
         self.sessions.end_all("server stopped")
+        return self.metrics.stop() if self.metrics is not None else succeed(None)
 
     def _stop_background(self) -> None:
         """Stop the sweep, the workers (a second stop is harmless) and the deadline timers."""
@@ -168,6 +219,40 @@ class APIService(Service):
         self.callbacks.clear()
         self.hashing.clear()
         self.site.deadlines.clear()
+        if self.access_log is not None:
+            self.access_log.close()
+
+    def serving(self) -> bool:
+        """Whether the server is serving: started, listening, and not stopping."""
+        return bool(self.running) and self.port is not None
+
+    def setCredentials(self, credentials: Mapping[str, str] | CredentialStore) -> int:
+        """Replace the credentials as a whole (call on the reactor thread).
+
+        Logins from now on are checked against the new ones; every session of a user who is no
+        longer in them ends.  Bad credentials raise C{TypeError}/C{ValueError} and change
+        nothing.  Returns how many sessions ended.
+        """
+        store = (credentials if isinstance(credentials, CredentialStore)
+                 else CredentialStore(check_credentials(credentials)))
+        removed = sorted(self.credentials.replace(store))
+        ended = sum(self.sessions.end_user(username, _REMOVED_USER) for username in removed)
+        named = ", ".join(map(loggable_username, removed[:_NAMED_REMOVALS]))
+        if len(removed) > _NAMED_REMOVALS:
+            named += ", …"
+        log = self.config.log
+        log.audit("credentials_replaced", "Credentials replaced: %d user(s), %d removed%s, "
+                  "%d session(s) ended", len(store.usernames), len(removed),
+                  f" ({named})" if named else "", ended)
+        warning = store.mixed_credentials_warning()
+        if warning is not None:
+            log.warning("%s", warning)
+        return ended
+
+    def reopenAccessLog(self) -> None:
+        """Close and reopen the access log file (after log rotation moved it away)."""
+        if self.access_log is not None:
+            self.access_log.reopen()
 
     def getSessions(self) -> list[LoginSession]:
         """A snapshot of the live sessions (call on the reactor thread)."""

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import sys
 from collections.abc import Callable, Iterable
 from typing import Optional
+
+from ._logging import SafeLogger, as_safe_logger, describe_exception
 
 TOKEN_BYTES = 32  # 256 random bits, well above the 128 the contract asks for
 
@@ -66,12 +69,12 @@ class LoginSession:
 class SessionRegistry:
     """The table of live sessions, keyed by hashed token; every method runs on one thread."""
 
-    def __init__(self, *, now: Callable[[], float], logger: logging.Logger,
+    def __init__(self, *, now: Callable[[], float], logger: logging.Logger | SafeLogger,
                  validity_callback: Optional[Callable[[LoginSession], bool]] = None,
                  max_sessions: int = 100_000, max_sessions_per_user: int = 64,
                  idle_timeout: float | None = None, max_age: float | None = None) -> None:
         self._now = now
-        self._log = logger
+        self._log = as_safe_logger(logger)
         self._validity_callback = validity_callback
         self._max_sessions = max_sessions
         self._max_per_user = max_sessions_per_user
@@ -101,8 +104,11 @@ class SessionRegistry:
         self._by_hash[session.hashed_session_token] = session
         return session
 
-    def end(self, session: LoginSession, reason: str) -> bool:
-        """Forget C{session}; return whether it was still registered."""
+    def end(self, session: LoginSession, reason: str, *, event: str = "session_ended") -> bool:
+        """Forget C{session}; return whether it was still registered.
+
+        The audit event is C{event} (C{"logout"} for a logout) with C{reason} as its reason.
+        """
         session.invalidate()
         key = session.hashed_session_token
         if self._by_hash.pop(key, None) is None:
@@ -112,8 +118,9 @@ class SessionRegistry:
             mine.pop(key, None)
             if not mine:
                 del self._by_user[session.username]
-        self._log.info("Session ended (%s): user=%r peer=%s token_sha256=%s", reason,
-                       session.username, session.peer_address, key)
+        self._log.audit(event, "Session ended (%s): user=%r peer=%s token_sha256=%s", reason,
+                        session.username, session.peer_address, key, user=session.username,
+                        peer=session.peer_address, token_sha256=key, reason=reason)
         return True
 
     def find(self, token: str) -> LoginSession | None:
@@ -156,8 +163,12 @@ class SessionRegistry:
         try:
             keep = bool(callback(session))
         except BaseException:  # even SystemExit or a result whose truth raises ends one session
-            self._log.exception("session_validity_callback raised; ending session token_sha256=%s",
-                                session.hashed_session_token)
+            self._log.audit("validity_callback_failed",
+                            "session_validity_callback raised; ending session token_sha256=%s",
+                            session.hashed_session_token, user=session.username,
+                            peer=session.peer_address, token_sha256=session.hashed_session_token,
+                            reason=describe_exception(sys.exc_info()[1]), level=logging.ERROR,
+                            exc_info=True)
             keep = False
         if not keep or not session._valid:
             self.end(session, "rejected by session_validity_callback")
@@ -175,11 +186,11 @@ class SessionRegistry:
         """Return the live sessions, oldest first."""
         return list(self._by_hash.values())
 
-    def end_user(self, username: str) -> int:
-        """End every session of C{username}; return how many there were."""
+    def end_user(self, username: str, reason: str = "all sessions of the user ended") -> int:
+        """End every session of C{username} (for C{reason}); return how many there were."""
         sessions = list(self._by_user.get(username, {}).values())
         for session in sessions:
-            self.end(session, "all sessions of the user ended")
+            self.end(session, reason)
         return len(sessions)
 
     def end_all(self, reason: str) -> None:
@@ -190,4 +201,5 @@ class SessionRegistry:
         self._by_hash.clear()
         self._by_user.clear()
         if sessions:
-            self._log.info("%d session(s) ended: %s", len(sessions), reason)
+            self._log.audit("sessions_ended", "%d session(s) ended: %s", len(sessions), reason,
+                            reason=reason)

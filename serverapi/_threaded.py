@@ -15,6 +15,8 @@ from twisted.python import threadable
 from twisted.python.failure import Failure
 
 from ._config import RequestCallback, ServerConfig, ValidityCallback, endpoint_for
+from ._credentials import check_credentials
+from ._passwords import CredentialStore
 from ._service import APIService, makeAPIService
 from ._sessions import LoginSession
 from ._tls import TLSFiles
@@ -112,6 +114,8 @@ class ThreadedAPIServer:
         queue_timeout: float | None = None,
         cors_origins: Sequence[str] = (),
         trusted_proxies: Sequence[str] = (),
+        access_log: str | None = None,
+        metrics_endpoint: str | None = None,
     ) -> None:
         _check_address(host, port)
         self.host = host
@@ -130,7 +134,8 @@ class ThreadedAPIServer:
             max_sessions=max_sessions, session_idle_timeout=session_idle_timeout,
             session_max_age=session_max_age, queue_timeout=queue_timeout,
             cors_origins=cors_origins,
-            trusted_proxies=trusted_proxies)
+            trusted_proxies=trusted_proxies, access_log=access_log,
+            metrics_endpoint=metrics_endpoint)
         self._lock = threading.Lock()
         self._reactor: Any = None
         self._service: APIService | None = None
@@ -143,6 +148,16 @@ class ThreadedAPIServer:
         if service is not None and service.port is not None:
             return int(service.port.getHost().port)
         return self._configured_port
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The metrics endpoint's bound port while listening (with C{metrics_endpoint}), else
+        C{None}."""
+        service = self._service
+        metrics = service.metrics if service is not None else None
+        if metrics is None or metrics.port is None:
+            return None
+        return int(metrics.port.getHost().port)
 
     def setConnectionSecurityParams(self, certfile: str | None = None,
                                     keyfile: str | None = None,
@@ -194,6 +209,31 @@ class ThreadedAPIServer:
             finally:
                 self._service = None
                 self._stopped.set()
+
+    def setCredentials(self, credentials: Mapping[str, str]) -> None:
+        """Replace the credentials as a whole (from any thread), running or not.
+
+        They are checked first, in the caller's thread: a wrong type is C{TypeError}, an empty
+        username C{ValueError}, and then nothing changes.  While the server runs, logins from
+        now on use the new credentials and the sessions of users no longer in them end before
+        this returns; a later restart keeps the new credentials too.
+        """
+        frozen = check_credentials(credentials)
+        store = CredentialStore(frozen)
+        if threadable.isInIOThread():  # from a validity callback: the lock may be held by a
+            self._replace_credentials(frozen, store)  # stop waiting for this very thread
+            return
+        with self._lock:
+            self._replace_credentials(frozen, store)
+
+    def _replace_credentials(self, frozen: Mapping[str, str], store: CredentialStore) -> None:
+        """Keep the new credentials for later starts and give them to the running service."""
+        self._config = dataclasses.replace(self._config, credentials=frozen)
+        self._on_reactor(lambda service: service.setCredentials(store), 0)
+
+    def reopenAccessLog(self) -> None:
+        """Close and reopen the access log file (after log rotation moved it away)."""
+        self._on_reactor(lambda service: service.reopenAccessLog(), None)
 
     def getSessions(self) -> list[LoginSession]:
         """A snapshot of the live sessions (from any thread)."""

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import gc
 import importlib
-import json
 import logging
-import os
 import signal
-import stat
+import sys
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
 from ._config import COOKIE_LEVELS, DEFAULT_ENDPOINT, ServerConfig, check_callable
-from ._passwords import parse_hash
-from ._service import makeAPIService
+from ._credentials import CredentialsFileError, read_credentials_file, \
+    readable_plaintext_warning
+from ._logging import AUDIT_MARK
+from ._service import APIService, makeAPIService
 from ._tls import TLSFiles
 
 _NUMBERS: list[tuple[str, type, str]] = [
@@ -50,24 +52,9 @@ _DEFAULTS = {"timeout": "5", "max-recv-calls": "1024", "session-check-interval":
 def load_credentials(path: str) -> dict[str, str]:
     """Read a credentials JSON file, raising C{UsageError} that says what is wrong."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except OSError as error:
-        raise usage.UsageError(f"--credentials: cannot read {path!r}: "
-                               f"{error.strerror or error}") from None
-    except (ValueError, UnicodeDecodeError) as error:
-        raise usage.UsageError(f"--credentials: {path!r} is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise usage.UsageError(f"--credentials: {path!r} must hold a JSON object of "
-                               "username -> password")
-    if not data:
-        raise usage.UsageError(f"--credentials: {path!r} holds no users")
-    for username, password in data.items():
-        if not username or not isinstance(password, str) or not password:
-            raise usage.UsageError(f"--credentials: the entry for {username!r} in {path!r} "
-                                   "must be a non-empty username with a non-empty string "
-                                   "password or hash")
-    return data
+        return read_credentials_file(path)
+    except CredentialsFileError as error:
+        raise usage.UsageError(f"--credentials: {error}") from None
 
 
 def import_callable(option: str, path: str, arity: int) -> Callable[..., Any]:
@@ -111,10 +98,15 @@ class Options(usage.Options):
         ["tls-key", None, None, "PEM private key file for --tls-cert."],
         ["tls-ca", None, None, "PEM CA file: require client certificates it signed."],
         ["cookie-level", None, "Strict", f"SameSite level: {', '.join(COOKIE_LEVELS)}."],
+        ["access-log", None, None, "File to append one combined-log-format line per request "
+                                   "to (reopened on SIGUSR1)."],
+        ["metrics", None, None, "Endpoint for GET /healthz and GET /metrics (Prometheus), "
+                                "e.g. tcp:9100:interface=127.0.0.1; needs serverapi[metrics]."],
     ] + [[name, None, _DEFAULTS.get(name), text] for name, _, text in _NUMBERS]
 
     config: ServerConfig
     warnings: list[str]
+    credentials_path: str
 
     def __init__(self) -> None:
         super().__init__()
@@ -136,11 +128,9 @@ class Options(usage.Options):
         for required in ("credentials", "callback"):
             if self[required] is None:
                 raise usage.UsageError(f"--{required} is required")
-        try:
-            serverFromString(None, self["listen"])
-        except Exception as error:
-            raise usage.UsageError(f"--listen: {self['listen']!r} is not a valid endpoint: "
-                                   f"{error}") from None
+        for option in ("listen", "metrics"):
+            self._endpoint(option)
+        self.credentials_path = self["credentials"]
         self["credentials"] = self._credentials(self["credentials"])
         self["callback"] = import_callable("callback", self["callback"], 3)
         if self["validity-callback"] is not None:
@@ -152,6 +142,12 @@ class Options(usage.Options):
         for name, kind, _ in _NUMBERS:
             self[name] = self._number(name, kind)
         self["tls"] = self._tls()
+        if self["tls"] is not None and _endpoint_kind(self["listen"]) == "ssl":
+            raise usage.UsageError("--listen ssl:... and --tls-cert both set up TLS (it would be "
+                                   "wrapped twice): use --listen tcp:... with --tls-cert, or "
+                                   "ssl: alone")
+        if self["access-log"] is not None:
+            self._check_writable("access-log", self["access-log"])
         try:
             self.config = ServerConfig(
                 endpoint=self["listen"], credentials=self["credentials"],
@@ -159,8 +155,10 @@ class Options(usage.Options):
                 session_validity_callback=self["validity-callback"],
                 login_cookie_level=self["cookie-level"], logger=daemon_logger(),
                 tls=self["tls"], cors_origins=self["cors-origins"],
-                trusted_proxies=self["trusted-proxies"], **{name.replace("-", "_"): self[name] for name, _, _ in _NUMBERS
-                                    if name != "max-recv-calls"},
+                trusted_proxies=self["trusted-proxies"], access_log=self["access-log"],
+                metrics_endpoint=self["metrics"],
+                **{name.replace("-", "_"): self[name] for name, _, _ in _NUMBERS
+                   if name != "max-recv-calls"},
                 max_recv_calls_per_request=self["max-recv-calls"])
         except (TypeError, ValueError) as error:
             raise usage.UsageError(_daemon_words(str(error))) from None
@@ -168,13 +166,31 @@ class Options(usage.Options):
     def _credentials(self, path: str) -> dict[str, str]:
         """Load the credentials, noting a warning if plaintext passwords are world-readable."""
         credentials = load_credentials(path)
-        plaintext = [user for user, value in credentials.items() if parse_hash(value) is None]
-        mode = os.stat(path).st_mode
-        if plaintext and mode & (stat.S_IRGRP | stat.S_IROTH):
-            self.warnings.append(
-                f"{path} holds plaintext passwords and is readable by other users; "
-                f"hash them with 'python -m serverapi hash-password' or chmod 600 it")
+        warning = readable_plaintext_warning(path, credentials)
+        if warning is not None:
+            self.warnings.append(warning)
         return credentials
+
+    def _endpoint(self, option: str) -> None:
+        """Check that an endpoint option (if given) parses as an endpoint description."""
+        description = self[option]
+        if description is None:
+            return
+        try:
+            serverFromString(None, description)
+        except Exception as error:
+            raise usage.UsageError(f"--{option}: {description!r} is not a valid endpoint: "
+                                   f"{error}") from None
+
+    @staticmethod
+    def _check_writable(option: str, path: str) -> None:
+        """Check now that a log file can be opened for appending (it is opened again later)."""
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as error:
+            raise usage.UsageError(f"--{option}: cannot open {path!r}: "
+                                   f"{error.strerror or error}") from None
 
     def _number(self, name: str, kind: type) -> Any:
         """Parse a numeric option: positive (zero allowed for the queue), or None if unset."""
@@ -204,7 +220,13 @@ class Options(usage.Options):
 
 
 _OPTION_NAMES = {"cors_origins": "--cors-origin", "trusted_proxies": "--trusted-proxy",
-                 "max_recv_calls_per_request": "--max-recv-calls"}
+                 "max_recv_calls_per_request": "--max-recv-calls",
+                 "metrics_endpoint": "--metrics"}
+
+
+def _endpoint_kind(description: str) -> str:
+    """The kind of an endpoint description (C{tcp}, C{ssl}, C{unix}, ...), lower case."""
+    return description.strip().split(":", 1)[0].lower()
 
 
 def _daemon_words(message: str) -> str:
@@ -228,6 +250,9 @@ class _TwistedLogHandler(logging.Handler):
         self._log = Logger(namespace="serverapi")
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Forward one record, unless it is an audit event (already a twisted.logger event)."""
+        if getattr(record, AUDIT_MARK, False):
+            return
         text = self.format(record)
         if record.levelno >= logging.ERROR:
             self._log.error("{text}", text=text)
@@ -253,30 +278,124 @@ class DaemonProcess(Service):
     - SIGTERM becomes an ordinary stop: services stop gracefully and twistd exits with 0.
       (twistd's own handler stops the reactor too, but then re-raises the signal at exit, so
       the process ends "killed by SIGTERM" and unflushed log lines are lost.)
+    - SIGHUP (systemd's ExecReload, logrotate's postrotate) re-reads the credentials file;
+      a bad file keeps the old credentials and logs one error line.  (Its default action
+      would end the process and leave the pidfile behind.)
+    - SIGUSR1, with an access log, reopens that file, then does whatever twistd does with
+      the signal (it rotates twistd's own log file).
     - C{gc.freeze()}: the objects of start-up (modules, classes, configuration) are left out
       of later garbage-collection passes, so full collections stay short under load.  The
       embedded ThreadedAPIServer does not do this: there the process is the user's.
     """
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, api: APIService | None = None,
+                 credentials_path: str | None = None) -> None:
         self._reactor = reactor
+        self._api = api
+        self._credentials_path = credentials_path
+        self._log = Logger(namespace="serverapi")
 
     def startService(self) -> None:
         super().startService()
         self._reactor.callWhenRunning(self._running)
 
     def _running(self) -> None:
-        """Replace the reactor's SIGTERM handler (installed by now) and freeze start-up objects."""
+        """Install the signal handlers (the reactor's are installed by now) and freeze
+        start-up objects."""
         signal.signal(signal.SIGTERM, self._received)
+        signal.signal(signal.SIGHUP, self._hangup)
+        if self._api is not None and self._api.access_log is not None:
+            previous = signal.getsignal(signal.SIGUSR1)
+            signal.signal(signal.SIGUSR1, lambda number, frame: self._user1(previous, number,
+                                                                             frame))
         gc.freeze()
 
     def _received(self, number: int, frame: Any) -> None:
         self._reactor.callFromThread(self._stop)
 
     def _stop(self) -> None:
-        Logger(namespace="serverapi").info("Received SIGTERM, stopping gracefully.")
+        self._log.info("Received SIGTERM, stopping gracefully.")
         if self._reactor.running:
             self._reactor.stop()
+
+    def _hangup(self, number: int, frame: Any) -> None:
+        self._reactor.callFromThread(self.reload)
+
+    def reload(self) -> None:
+        """Re-read the credentials file and hand it to the server, or keep the old ones."""
+        api, path = self._api, self._credentials_path
+        if api is None or path is None:
+            return
+        self._log.info("Received SIGHUP, reloading credentials from {path}", path=path)
+        try:
+            credentials = read_credentials_file(path)
+            api.setCredentials(credentials)
+        except (CredentialsFileError, TypeError) as error:
+            message = f"--credentials: {error}"
+            api.config.log.audit("credentials_reload_failed",
+                                 "Credentials not reloaded, keeping the old ones: %s", message,
+                                 reason=message, level=logging.ERROR)
+            return
+        warning = readable_plaintext_warning(path, credentials)
+        if warning is not None:
+            api.config.log.warning("%s", warning)
+
+    def _user1(self, previous: Any, number: int, frame: Any) -> None:
+        """SIGUSR1: reopen the access log, then let twistd's handler (if any) run too."""
+        self._reactor.callFromThread(self.reopen_access_log)
+        if callable(previous):
+            previous(number, frame)
+
+    def reopen_access_log(self) -> None:
+        """Reopen the access log file, logging one error line if it cannot be opened."""
+        if self._api is None:
+            return
+        try:
+            self._api.reopenAccessLog()
+        except OSError as error:
+            self._api.config.log.error("Cannot reopen the access log %s: %s",
+                                       self._api.config.access_log, error)
+
+
+class StartError(Exception):
+    """The daemon could not start; its message is the one line an operator sees."""
+
+
+class DaemonServices(MultiService):
+    """The daemon's services; a failure to listen becomes a one-line L{StartError}."""
+
+    def privilegedStartService(self) -> None:
+        """Listen (as twistd does before dropping privileges), turning errors into one line."""
+        try:
+            super().privilegedStartService()
+        except CannotListenError as error:
+            reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
+            where = f"{error.interface or '*'}:{error.port}"
+            _print_start_errors_briefly()
+            raise StartError(f"cannot listen on {where}: {reason}") from None
+        except Exception as error:
+            _print_start_errors_briefly()
+            raise StartError(" ".join(str(error).split()) or type(error).__name__) from None
+
+
+def _print_start_errors_briefly() -> None:
+    """Make the process print a L{StartError} that reaches the top as its message alone.
+
+    twistd lets an error of C{privilegedStartService} propagate (after reporting it to the
+    parent in daemon mode and removing the pidfile), so in C{--nodaemon} mode Python would
+    print a traceback of some forty lines for a busy port.  Set only when the daemon is about
+    to fail: the process is the daemon's.
+    """
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException,
+             traceback: TracebackType | None) -> None:
+        if isinstance(value, StartError):
+            sys.stderr.write(f"serverapi: {value}\n")
+            return
+        previous(kind, value, traceback)
+
+    sys.excepthook = hook
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
@@ -286,7 +405,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         reactor = global_reactor
     for warning in options.warnings:
         options.config.logger.warning("%s", warning)
-    parent = MultiService()
-    makeAPIService(options.config, reactor).setServiceParent(parent)
-    DaemonProcess(reactor).setServiceParent(parent)
+    parent = DaemonServices()
+    api = makeAPIService(options.config, reactor)
+    api.setServiceParent(parent)
+    DaemonProcess(reactor, api, getattr(options, "credentials_path", None)).setServiceParent(
+        parent)
     return parent
