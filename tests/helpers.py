@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from http.cookiejar import DefaultCookiePolicy
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 import logging
 from typing import Any
 
-from treq.testing import StubTreq
+from treq.client import HTTPClient
+from treq.testing import RequestTraversalAgent
+from twisted.internet.defer import succeed
+from twisted.web.iweb import IBodyProducer
+from zope.interface import implementer
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
@@ -100,6 +104,44 @@ def recording_logger() -> tuple[logging.Logger, RecordingHandler]:
     return logger, handler
 
 
+@implementer(IBodyProducer)
+class BytesProducer:
+    """A request body given all at once, so that in-memory requests complete synchronously."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.length = len(data)
+
+    def startProducing(self, consumer: Any) -> Any:
+        """Write the whole body."""
+        consumer.write(self.data)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        """Nothing to pause: the body is written at once."""
+
+    def resumeProducing(self) -> None:
+        """Nothing to resume."""
+
+    def stopProducing(self) -> None:
+        """Nothing to stop."""
+
+
+class MemoryClient:
+    """treq over the resource tree in memory (treq.testing's agent), keeping no cookies: tests
+    send the session cookie by hand."""
+
+    def __init__(self, resource: Any) -> None:
+        agent = RequestTraversalAgent(resource)
+        self._client = HTTPClient(agent, cookiejar=CookieJar(DefaultCookiePolicy(
+            allowed_domains=[])), data_to_body_producer=BytesProducer)
+        self.flush = agent.flush
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        """Start a request; its Deferred fires once L{flush} has run."""
+        return self._client.request(method, url, **kwargs)
+
+
 class MemoryServer:
     """A server on a memory reactor with a controllable pool, driven by StubTreq or raw bytes."""
 
@@ -116,10 +158,7 @@ class MemoryServer:
         self.service: APIService = makeAPIService(self.config, self.reactor, self.pool,
                                                   self.hash_pool)
         self.service.startService()
-        self.treq = StubTreq(self.service.root)
-        # Tests send the session cookie by hand, so the client must not keep cookies itself.
-        client = self.treq.request.__wrapped__.__self__
-        client._cookiejar.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        self.treq = MemoryClient(self.service.root)
 
     def post(self, path: str, body: Any = None, *, cookie: str | None = None,
              headers: dict[bytes, list[bytes]] | None = None, raw: bytes | None = None,

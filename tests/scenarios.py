@@ -42,16 +42,37 @@ class ScenarioSet:
         os._exit(0)  # leave stuck worker threads behind, as the scenarios intend
 
 
-@functools.cache
-def results_of(module: str) -> dict[str, Any]:
-    """Run C{python -m module} once and return its scenario results."""
-    completed = subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=child_env(),
-                               capture_output=True, text=True, timeout=180)
+def _run(module: str) -> dict[str, Any]:
+    """Run C{python -m module} and return its scenario results, or raise saying why not."""
+    try:
+        completed = subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=child_env(),
+                                   capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired as error:
+        raise AssertionError(f"{module} did not finish within {error.timeout}s:\n"
+                             f"{error.stderr!r}") from None
     lines = completed.stdout.strip().splitlines()
     if not lines:
         raise AssertionError(f"{module} printed nothing:\n{completed.stderr}")
     results: dict[str, Any] = json.loads(lines[-1])
     return results
+
+
+@functools.cache
+def _outcome_of(module: str) -> dict[str, Any] | AssertionError:
+    """The results of one run of C{module}, or the error of that run: failures are kept too,
+    so that a child that hangs costs one time-out per test run, not one per test."""
+    try:
+        return _run(module)
+    except AssertionError as error:
+        return error
+
+
+def results_of(module: str) -> dict[str, Any]:
+    """Run C{python -m module} once per test run and return its scenario results."""
+    result = _outcome_of(module)
+    if isinstance(result, AssertionError):
+        raise AssertionError(str(result))
+    return result
 
 
 def outcome(case: Any, module: str, name: str) -> Any:
