@@ -15,6 +15,8 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 
 from ._deadlines import Deadlines
+from ._internals import (client_gone, handling_request, request_line, request_version,
+                         waiting_for_transport)
 from ._logging import SafeLogger
 from ._proxies import ForwardedClient, ProxyPolicy
 from ._responses import raw_error, send_error
@@ -48,10 +50,11 @@ class APIRequest(server.Request):
         """
         channel: APIChannel = self.channel
         site = channel.site
-        self._body_cap = site.body_cap(channel._path)
+        command, target = request_line(channel)
+        self._body_cap = site.body_cap(target)
         if site.proxies.enabled:
             self._forwarded = site.proxies.client(channel.getPeer(), self.requestHeaders)
-        refusal = site.refusal(self, channel._command, channel._path, length, self._body_cap)
+        refusal = site.refusal(self, command, target, length, self._body_cap)
         if refusal is not None:
             channel.refuse(*refusal)
             return
@@ -104,7 +107,7 @@ class APIRequest(server.Request):
 
     def processingFailed(self, reason: Failure) -> None:
         """Answer a generic 500, then log the error on the user's logger."""
-        if not (self.startedWriting or self.finished or self._disconnected):
+        if not (self.startedWriting or self.finished or client_gone(self)):
             send_error(self, 500, "Internal server error.")
         self.site.logger.error("Unhandled error serving %r", self.path, exc_info=reason.value)
 
@@ -140,14 +143,14 @@ class APIChannel(http.HTTPChannel):
         """Start the request deadline on a request's first byte; drop input once refused."""
         if self.refused:
             return
-        if not self._receiving and not self._handlingRequest:
+        if not self._receiving and not handling_request(self):
             self._receiving = True
             self.site.deadlines.add(self)
         super().dataReceived(data)
 
     def allHeadersReceived(self) -> None:
         """Refuse an HTTP/1.1 request without exactly one Host header, then go on as usual."""
-        if self._version == b"HTTP/1.1":
+        if request_version(self) == b"HTTP/1.1":
             hosts = self.requests[-1].requestHeaders.getRawHeaders(b"host")
             if hosts is None or len(hosts) != 1:
                 self.refuse(400, "Exactly one Host header is required.")
@@ -175,7 +178,7 @@ class APIChannel(http.HTTPChannel):
         channel instead stops parsing (C{LineReceiver.paused}) and stops reading the socket;
         L{resumeProducing} carries on once the client has read.
         """
-        if self._waitingForTransport:
+        if waiting_for_transport(self):
             self.paused = True
             self.transport.pauseProducing()
         super().requestDone(request)
@@ -183,14 +186,14 @@ class APIChannel(http.HTTPChannel):
     def resumeProducing(self) -> None:
         """The client read its answers: read the socket and parse held requests again."""
         super().resumeProducing()
-        if self.paused and not self._waitingForTransport and self.transport is not None:
+        if self.paused and not waiting_for_transport(self) and self.transport is not None:
             self.paused = False
             self.dataReceived(b"")
 
     def _deadline_passed(self) -> None:
         """The request took too long to arrive (slowloris): answer 408 and close."""
         self._receiving = False
-        if self._handlingRequest or self.transport is None:
+        if handling_request(self) or self.transport is None:
             return
         self.site.logger.info("Closing a connection whose request took over %ss to arrive: "
                               "peer=%s", self.site.request_deadline, _peer(self))
@@ -282,9 +285,7 @@ class APISite(server.Site):
         A body that is small enough to keep in memory is read, and the endpoint decides.
         Larger ones (or chunked ones, whose size is unknown) are judged from the request line
         and headers first, in the contract's order (404, 405, 403, 413, 415, 401), so that no
-        one who will be refused can make the server read and spool megabytes.  (C{_command}
-        and C{_path} are where C{HTTPChannel} keeps the request line until the request object
-        gets it.)
+        one who will be refused can make the server read and spool megabytes.
         """
         if length is not None and length <= min(cap, EARLY_DECISION_BYTES):
             return None

@@ -15,6 +15,7 @@ from twisted.web.server import NOT_DONE_YET
 from ._config import ServerConfig
 from ._credentials import Credentials
 from ._dispatch import Dispatcher, Job
+from ._internals import client_gone
 from ._json import BadJSON, encode, parse_object
 from ._logging import describe_exception, loggable_username
 from ._origins import OriginPolicy
@@ -335,7 +336,7 @@ class CommunicateResource(_Endpoint):
         """Write the callback's answer (or a 500) and apply force_close / force_logout."""
         context = self._context
         if not ok:
-            if not _gone(request):
+            if not client_gone(request):
                 send_error(request, 500, "Internal server error.")
             context.config.log.audit(
                 "callback_failed", "request_callback failed for user=%s token_sha256=%s",
@@ -347,7 +348,7 @@ class CommunicateResource(_Endpoint):
         force_close, force_logout, body = value
         if force_logout:
             context.sessions.end(session, "force_logout by request_callback")
-        if _gone(request):
+        if client_gone(request):
             return
         if force_logout:
             self._expire_cookie(request)
@@ -363,15 +364,6 @@ def _release_input(request: IRequest) -> None:
     """
     request.content = None
     request.requestHeaders = _RELEASED_HEADERS
-
-
-def _gone(request: Any) -> bool:
-    """Whether the client left before its response: Twisted's own flag, set on connection loss.
-
-    (It is the flag C{Request.write} itself consults; reading it avoids a C{notifyFinish}
-    Deferred per request.  Read directly, so that a rename in Twisted fails loudly.)
-    """
-    return bool(request._disconnected)
 
 
 class _Exchange(Job):
@@ -393,19 +385,19 @@ class _Exchange(Job):
 
     def wanted(self) -> bool:
         """Whether the client still waits: a job whose client left is never run."""
-        return not self.request._disconnected
+        return not client_gone(self.request)
 
     def finished(self, ok: bool, value: Any) -> None:
         self.resource._answer(self.request, self.session, ok, value)
 
     def expired(self) -> None:
-        if not _gone(self.request):
+        if not client_gone(self.request):
             send_error(self.request, 503, "Request timed out.", close=True)
 
     def overloaded(self) -> None:
         """Waited too long for a worker: 503 with Retry-After; the connection stays open."""
         request = self.request
-        if not _gone(request):
+        if not client_gone(request):
             request.setHeader(b"Retry-After", RETRY_AFTER_BUSY)
             send_error(request, 503, "Server busy. Try again later.")
 
@@ -437,19 +429,19 @@ class _PasswordCheck(Job):
 
     def wanted(self) -> bool:
         """Whether the client still waits: no hash is derived for a client that left."""
-        return not _gone(self.request)
+        return not client_gone(self.request)
 
     def finished(self, ok: bool, value: Any) -> None:
-        if not _gone(self.request):
+        if not client_gone(self.request):
             self.resource._hashed_result(self.request, self.username, self.peer, ok, value)
 
     def expired(self) -> None:
-        if not _gone(self.request):
+        if not client_gone(self.request):
             send_error(self.request, 503, "Login timed out.", close=True)
 
     def overloaded(self) -> None:
         """Waited too long for a hash worker: 503 with Retry-After."""
-        if not _gone(self.request):
+        if not client_gone(self.request):
             self.request.setHeader(b"Retry-After", RETRY_AFTER_BUSY)
             send_error(self.request, 503, "Server busy. Try again later.", close=True)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from OpenSSL import SSL, crypto
-from twisted.internet.ssl import DefaultOpenSSLContextFactory
+from twisted.internet.ssl import ContextFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.web.iweb import IRequest
 
@@ -57,19 +57,28 @@ class TLSFiles:
         return files
 
 
-class ServerContextFactory(DefaultOpenSSLContextFactory):
-    """The server's TLS context: TLS 1.2+, no compression, modern ciphers, optional mTLS."""
+class ServerContextFactory(ContextFactory):
+    """The server's TLS context: TLS 1.2+, no compression, modern ciphers, optional mTLS.
+
+    A context factory in Twisted's public sense (one C{getContext()}), whose context is built
+    and checked once, when it is made: a bad file is a C{ValueError} then, never at the first
+    handshake.
+    """
+
+    isClient = 0
 
     def __init__(self, files: TLSFiles) -> None:
         self.files = files
-        super().__init__(files.keyfile, files.certfile)
+        self._context = self._build(files)
 
-    def cacheContext(self) -> None:
-        """Build the context once, raising C{ValueError} on any bad file or mismatch."""
-        if self._context is not None:
-            return
-        files = self.files
-        context = self._contextFactory(self.sslmethod)
+    def getContext(self) -> SSL.Context:
+        """The one context every connection uses."""
+        return self._context
+
+    @staticmethod
+    def _build(files: TLSFiles) -> SSL.Context:
+        """Make the context, raising C{ValueError} on any bad file or mismatch."""
+        context = SSL.Context(SSL.TLS_METHOD)
         context.set_min_proto_version(SSL.TLS1_2_VERSION)
         context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE
                             | SSL.OP_NO_RENEGOTIATION)
@@ -94,7 +103,7 @@ class ServerContextFactory(DefaultOpenSSLContextFactory):
                 raise ValueError(f"cafile {files.cafile!r} is not a PEM CA certificate: "
                                  f"{_reason(error)}") from None
             context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verified)
-        self._context = context
+        return context
 
 
 def _verified(connection: Any, certificate: Any, errno: int, depth: int, ok: int) -> bool:

@@ -1,0 +1,68 @@
+"""The parts of Twisted serverapi relies on that Twisted does not publish, all in one place.
+
+Each is checked when this module is imported, so that a Twisted release that renames or drops
+one fails at import, and so in the test suite, instead of misbehaving for clients at run time.
+Everything else serverapi uses from Twisted is public API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.http import HTTPChannel, Request
+
+# Methods of HTTPChannel that serverapi's channel overrides (bare errors in JSON; no
+# "100 Continue" after a refusal).
+OVERRIDDEN_CHANNEL_METHODS = ("_respondToBadRequestAndDisconnect", "_send100Continue")
+
+
+def request_line(channel: Any) -> tuple[bytes, bytes]:
+    """The method and target of the request whose headers just arrived.
+
+    C{HTTPChannel} keeps them in C{_command} and C{_path} until the request object gets them,
+    after its body; serverapi needs them before, to refuse a large body from its headers.
+    """
+    return channel._command, channel._path
+
+
+def request_version(channel: Any) -> bytes:
+    """The HTTP version of the request whose headers just arrived (C{HTTPChannel._version})."""
+    return bytes(channel._version)
+
+
+def handling_request(channel: Any) -> bool:
+    """Whether the channel has a whole request in hand (between its body and its answer)."""
+    return bool(channel._handlingRequest)
+
+
+def waiting_for_transport(channel: Any) -> bool:
+    """Whether the channel's transport asked it to pause: the client is not reading."""
+    return bool(channel._waitingForTransport)
+
+
+def client_gone(request: Any) -> bool:
+    """Whether the request's connection was lost (the flag C{Request.write} consults)."""
+    return bool(request._disconnected)
+
+
+def _missing() -> list[str]:
+    """The names above that this Twisted lacks."""
+    channel = HTTPChannel()
+    missing = [f"HTTPChannel.{name}" for name in ("_handlingRequest", "_waitingForTransport")
+               if not hasattr(channel, name)]
+    missing += [f"HTTPChannel.{name}" for name in OVERRIDDEN_CHANNEL_METHODS
+                if not callable(getattr(HTTPChannel, name, None))]
+    if not hasattr(Request, "_disconnected"):
+        missing.append("Request._disconnected")
+    return missing
+
+
+def check() -> None:
+    """Raise C{ImportError} naming what is missing, if this Twisted lacks any of it."""
+    missing = _missing()
+    if missing:
+        raise ImportError("serverapi relies on Twisted internals that this Twisted does not "
+                          f"have: {', '.join(missing)}; install a Twisted it supports")
+
+
+check()
