@@ -13,22 +13,32 @@ _SAFE_FETCH_SITES = frozenset((b"same-origin", b"none"))
 PREFLIGHT_MAX_AGE = b"600"
 
 
-def _normalise(origin: str) -> str | None:
-    """An origin in the form browsers send (C{scheme://host[:port]}, no default port), or None."""
+def _split(origin: str) -> tuple[str, str, int] | None:
+    """An origin's lower-case scheme and host and its port (the scheme's default when absent),
+    or None when it is not an http(s) origin with a host."""
     try:
         parts = urlsplit(origin)
         port = parts.port
     except ValueError:
         return None
     scheme = parts.scheme.lower()
-    if (scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username is not None
-            or parts.password is not None or parts.path not in ("", "/") or parts.query
-            or parts.fragment or origin.endswith("?") or origin.endswith("#")):
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
         return None
-    host = parts.hostname.lower()
+    return scheme, parts.hostname.lower(), _DEFAULT_PORTS[scheme] if port is None else port
+
+
+def _normalise(origin: str) -> str | None:
+    """An origin in the form browsers send (C{scheme://host[:port]}, no default port), or None."""
+    split = _split(origin)
+    parts = urlsplit(origin)
+    if (split is None or parts.username is not None or parts.password is not None
+            or parts.path not in ("", "/") or parts.query or parts.fragment
+            or origin.endswith("?") or origin.endswith("#")):
+        return None
+    scheme, host, port = split
     if ":" in host:
         host = f"[{host}]"
-    if port is None or port == _DEFAULT_PORTS[scheme]:
+    if port == _DEFAULT_PORTS[scheme]:
         return f"{scheme}://{host}"
     return f"{scheme}://{host}:{port}"
 
@@ -63,19 +73,6 @@ def _host_port(authority: str, default_port: int) -> tuple[str, int] | None:
     if not parts.hostname or parts.path or parts.username is not None:
         return None
     return parts.hostname.lower(), default_port if port is None else port
-
-
-def _origin_host_port(origin: str) -> tuple[str, int] | None:
-    """The host and port of an C{Origin} value, or None for C{null} and the malformed."""
-    try:
-        parts = urlsplit(origin)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return None
-    return parts.hostname.lower(), _DEFAULT_PORTS[scheme] if port is None else port
 
 
 class OriginPolicy:
@@ -113,11 +110,11 @@ class OriginPolicy:
         if origins is None:
             return False
         if len(origins) == 1:
-            origin = _origin_host_port(origins[0].decode("latin-1"))
+            origin = _split(origins[0].decode("latin-1"))
             hosts = headers.getRawHeaders(b"host")
             if origin is not None and hosts is not None and len(hosts) == 1:
                 default_port = 443 if request.isSecure() else 80
-                if origin == _host_port(hosts[0].decode("latin-1"), default_port):
+                if origin[1:] == _host_port(hosts[0].decode("latin-1"), default_port):
                     return False
         return self.allowed_origin(headers) is None
 

@@ -409,6 +409,23 @@ def blob_csrf_other_port() -> Any:
                 "seen": seen_by(api.port, mark), "cookies": browser.cookies()}
 
 
+def cors_round_trip(page_origin: str, origin: str, api: ThreadedAPIServer, recorder: Any,
+                    message: str) -> dict[str, Any]:
+    """From a page on C{page_origin}, log in to the API at C{origin}, send C{message}, log out;
+    return what the page saw next to what the server recorded."""
+    browser = Browser.shared()
+    mark = len(SEEN)
+    login = browser.run(f"{page_origin}/", [step(f"{origin}/login", ALICE)])
+    after_login = sessions(api)
+    cookies = browser.cookies()
+    rest = browser.run(f"{page_origin}/", [
+        step(f"{origin}/communicate", {"message": message}), step(f"{origin}/logout")])
+    return {"results": by_path(login + rest, ["login", "communicate", "logout"]),
+            "after_login": after_login, "after_logout": sessions(api),
+            "calls": recorder.calls, "cookies": cookies, "page_origin": page_origin,
+            "seen": seen_by(api.port, mark)}
+
+
 @scenario
 def cors_same_site() -> Any:
     """An allowed origin on the same site logs in, communicates and logs out with CORS."""
@@ -416,19 +433,8 @@ def cors_same_site() -> Any:
         page = listen(stack, Page())
         page_origin = f"http://127.0.0.1:{page}"
         api, recorder = start_api(stack, cors_origins=(page_origin,))
-        origin = f"http://127.0.0.1:{api.port}"
-        browser = Browser.shared()
-        mark = len(SEEN)
-        login = browser.run(f"{page_origin}/", [step(f"{origin}/login", ALICE)])
-        after_login = sessions(api)
-        cookies = browser.cookies()
-        rest = browser.run(f"{page_origin}/", [
-            step(f"{origin}/communicate", {"message": "hello from the page"}),
-            step(f"{origin}/logout")])
-        return {"results": by_path(login + rest, ["login", "communicate", "logout"]),
-                "after_login": after_login, "after_logout": sessions(api),
-                "calls": recorder.calls, "cookies": cookies, "page_origin": page_origin,
-                "seen": seen_by(api.port, mark)}
+        return cors_round_trip(page_origin, f"http://127.0.0.1:{api.port}", api, recorder,
+                               "hello from the page")
 
 
 @scenario
@@ -439,19 +445,8 @@ def cross_site_none_tls() -> Any:
         page_origin = f"http://localhost:{page}"
         api, recorder = start_api(stack, tls=True, login_cookie_level="None",
                                   cors_origins=(page_origin,))
-        origin = f"https://127.0.0.1:{api.port}"
-        browser = Browser.shared()
-        mark = len(SEEN)
-        login = browser.run(f"{page_origin}/", [step(f"{origin}/login", ALICE)])
-        after_login = sessions(api)
-        cookies = browser.cookies()
-        rest = browser.run(f"{page_origin}/", [
-            step(f"{origin}/communicate", {"message": "hello across sites"}),
-            step(f"{origin}/logout")])
-        return {"results": by_path(login + rest, ["login", "communicate", "logout"]),
-                "after_login": after_login, "after_logout": sessions(api),
-                "calls": recorder.calls, "cookies": cookies, "page_origin": page_origin,
-                "seen": seen_by(api.port, mark)}
+        return cors_round_trip(page_origin, f"https://127.0.0.1:{api.port}", api, recorder,
+                               "hello across sites")
 
 
 @scenario
