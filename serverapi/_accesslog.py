@@ -31,7 +31,13 @@ def _escape(value: bytes | None) -> bytes:
     ASCII, C{\\"} and C{\\\\} for quotes and backslashes (Apache's escaping), bounded."""
     if not value:
         return b"-"
-    return _UNSAFE.sub(lambda match: b"\\x%02x" % match.group()[0], value[:MAX_FIELD])
+    return _UNSAFE.sub(_escaped, value[:MAX_FIELD])
+
+
+def _escaped(match: re.Match[bytes]) -> bytes:
+    """The escape of one unsafe byte."""
+    byte = match.group()
+    return b"\\" + byte if byte in (b'"', b"\\") else b"\\x%02x" % byte[0]
 
 
 def _first(values: list[bytes] | None) -> bytes | None:

@@ -66,7 +66,10 @@ LISTEN_BACKLOG = 1024
 
 def metrics_available() -> bool:
     """Whether the optional C{prometheus_client} (the C{serverapi[metrics]} extra) is installed."""
-    return importlib.util.find_spec("prometheus_client") is not None
+    try:
+        return importlib.util.find_spec("prometheus_client") is not None
+    except (ImportError, ValueError):  # e.g. a module entry of None in sys.modules
+        return False
 
 
 def endpoint_for(host: str, port: int) -> str:

@@ -119,6 +119,7 @@ class MetricsEndpoint:
     def __init__(self, description: str, reactor: Any, serving: Callable[[], bool],
                  registry: CollectorRegistry) -> None:
         self.description = description
+        self.registry = registry
         self._reactor = reactor
         self.root = MetricsRoot(serving, registry)
         self.site = MetricsSite(self.root, reactor=reactor)

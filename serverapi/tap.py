@@ -128,6 +128,10 @@ class Options(usage.Options):
         for required in ("credentials", "callback"):
             if self[required] is None:
                 raise usage.UsageError(f"--{required} is required")
+        if self["tls-cert"] is not None and _endpoint_kind(self["listen"]) == "ssl":
+            raise usage.UsageError("--listen ssl:... and --tls-cert both set up TLS (it would be "
+                                   "wrapped twice): use --listen tcp:... with --tls-cert, or "
+                                   "ssl: alone")
         for option in ("listen", "metrics"):
             self._endpoint(option)
         self.credentials_path = self["credentials"]
@@ -142,10 +146,6 @@ class Options(usage.Options):
         for name, kind, _ in _NUMBERS:
             self[name] = self._number(name, kind)
         self["tls"] = self._tls()
-        if self["tls"] is not None and _endpoint_kind(self["listen"]) == "ssl":
-            raise usage.UsageError("--listen ssl:... and --tls-cert both set up TLS (it would be "
-                                   "wrapped twice): use --listen tcp:... with --tls-cert, or "
-                                   "ssl: alone")
         if self["access-log"] is not None:
             self._check_writable("access-log", self["access-log"])
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -14,8 +15,11 @@ import time
 import urllib.request
 from typing import Any
 
+from treq.testing import StubTreq
 from twisted.application.service import IServiceMaker
+from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.usage import UsageError
@@ -333,3 +337,171 @@ class TwistdProcessTests(SynchronousTestCase):
         self.assertNotIn(cookie.split("=", 1)[1], log)
         self.assertIn("Received SIGTERM, stopping gracefully.", log)
         self.assertIn("Server Shut Down", log)
+
+
+class OperatingOptionsTests(SynchronousTestCase):
+    """--access-log, --metrics, and the combinations refused at start."""
+
+    def setUp(self) -> None:
+        self.files = Files(self)
+        self.creds = self.files.write("creds.json", json.dumps({"alice": "password123"}))
+
+    def parse(self, *args: str) -> tap.Options:
+        options = tap.Options()
+        options.parseOptions(["--credentials", self.creds, "--callback", HANDLER, *args])
+        return options
+
+    def test_parsed(self) -> None:
+        """Both options reach the configuration; the access log file is created at once."""
+        access = os.path.join(self.files.dir, "access.log")
+        options = self.parse("--access-log", access, "--metrics", "tcp:9100:interface=127.0.0.2")
+        self.assertEqual((options["access-log"], options["metrics"]),
+                         (access, "tcp:9100:interface=127.0.0.2"))
+        self.assertEqual((options.config.access_log, options.config.metrics_endpoint),
+                         (access, "tcp:9100:interface=127.0.0.2"))
+        self.assertTrue(os.path.exists(access))
+        self.assertEqual(options.credentials_path, self.creds)
+
+    def test_refused(self) -> None:
+        """ssl: with --tls-cert, an unopenable access log, a bad metrics endpoint."""
+        from .certificates import Certificates
+        certs = Certificates(self.files.dir)
+        cases = [
+            (["--listen", "ssl:8443:privateKey=k.pem", "--tls-cert", certs.server_cert,
+              "--tls-key", certs.server_key], "--listen ssl:... and --tls-cert both set up "
+                                              "TLS (it would be wrapped twice)"),
+            (["--listen", " SSL:8443", "--tls-cert", certs.server_cert, "--tls-key",
+              certs.server_key], "wrapped twice"),
+            (["--access-log", self.files.dir], f"--access-log: cannot open {self.files.dir!r}"),
+            (["--access-log", "/nonexistent/dir/access.log"], "No such file or directory"),
+            (["--metrics", "bogus:1"], "--metrics: 'bogus:1' is not a valid endpoint"),
+        ]
+        for args, message in cases:
+            with self.assertRaises(UsageError, msg=str(args)) as caught:
+                self.parse(*args)
+            self.assertIn(message, str(caught.exception), args)
+        self.parse("--listen", "ssl:0:privateKey=" + certs.server_key + ":certKey="
+                   + certs.server_cert)  # ssl: alone is fine
+
+    def test_metrics_need_the_extra(self) -> None:
+        """Without prometheus_client, --metrics is refused naming the extra."""
+        import serverapi._config
+
+        self.patch(serverapi._config, "metrics_available", lambda: False)
+        with self.assertRaises(UsageError) as caught:
+            self.parse("--metrics", "tcp:9100")
+        self.assertIn("--metrics needs prometheus_client: install 'serverapi[metrics]'",
+                      str(caught.exception))
+
+
+class BusyReactor(MemoryReactorClock):
+    """A reactor on which every port is taken."""
+
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50,
+                  interface: str = "") -> Any:
+        raise CannotListenError(interface, port, OSError(98, "Address already in use"))
+
+
+class StartErrorTests(SynchronousTestCase):
+    """A daemon that cannot listen says so in one line."""
+
+    def test_busy_port(self) -> None:
+        """CannotListenError becomes StartError, printed without a traceback."""
+        files = Files(self)
+        options = tap.Options()
+        options.parseOptions(["--credentials", files.write("c.json", '{"a": "b"}'),
+                              "--callback", HANDLER, "--listen", "tcp:8000:interface=127.0.0.1"])
+        parent = tap.makeService(options, BusyReactor())
+        self.patch(sys, "excepthook", sys.excepthook)
+        with self.assertRaises(tap.StartError) as caught:
+            parent.privilegedStartService()
+        self.assertEqual(str(caught.exception),
+                         "cannot listen on 127.0.0.1:8000: Address already in use")
+        printed = io.StringIO()
+        self.patch(sys, "stderr", printed)
+        sys.excepthook(tap.StartError, caught.exception, None)
+        self.assertEqual(printed.getvalue(),
+                         "serverapi: cannot listen on 127.0.0.1:8000: Address already in use\n")
+
+
+class ReloadTests(SynchronousTestCase):
+    """SIGHUP's work, in memory: the credentials file is read again and handed over."""
+
+    def setUp(self) -> None:
+        self.files = Files(self)
+        self.creds = self.files.write("creds.json", json.dumps(
+            {"alice": "password123", "bob": "securepassword"}))
+        options = tap.Options()
+        options.parseOptions(["--credentials", self.creds, "--callback", HANDLER])
+        self.reactor = MemoryReactorClock()
+        self.parent = tap.makeService(options, self.reactor)
+        self.api, self.daemon = list(self.parent)
+        self.parent.startService()
+        self.addCleanup(self.parent.stopService)
+
+    def post(self, path: str, body: Any, cookie: str | None = None) -> Any:
+        """POST JSON to the daemon's resource tree."""
+        headers = {b"Content-Type": [b"application/json"]}
+        if cookie:
+            headers[b"Cookie"] = [f"sessionToken={cookie}".encode()]
+        client = StubTreq(self.api.root)  # a new one each time: it keeps no cookies
+        response = self.successResultOf(client.post(
+            "http://example.test" + path, json.dumps(body).encode(), headers=headers))
+        return response
+
+    def users(self) -> list[str]:
+        """Whose sessions are live."""
+        return sorted(session.username for session in self.api.getSessions())
+
+    def login(self, username: str, password: str) -> str | None:
+        """Log in; the token, or None when refused."""
+        response = self.post("/login", {"username": username, "password": password})
+        if response.code != 200:
+            return None
+        return response.headers.getRawHeaders(b"Set-Cookie")[0].decode().split(
+            ";")[0].split("=", 1)[1]
+
+    def test_good_then_bad_file(self) -> None:
+        """A good file replaces the users (removed ones lose their sessions); a bad one keeps
+        the old users and logs one error."""
+        from .test_audit import EventRecorder
+
+        recorder = EventRecorder(self)
+        errors: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event["log_level"] >= LogLevel.error:
+                errors.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        alice, bob = self.login("alice", "password123"), self.login("bob", "securepassword")
+        self.files.write("creds.json", json.dumps({"alice": "password123", "carol": "pw"}))
+        self.assertTrue(alice and bob)
+        self.daemon.reload()
+        self.assertEqual(self.users(), ["alice"])
+        self.assertIsNotNone(self.login("carol", "pw"))
+        self.assertIsNone(self.login("bob", "securepassword"))
+        self.files.write("creds.json", "{not json")
+        self.daemon.reload()
+        self.assertEqual(self.users(), ["alice", "carol"])
+        self.assertIsNotNone(self.login("carol", "pw"))
+        [failed] = recorder.named("credentials_reload_failed")
+        self.assertIn("Credentials not reloaded, keeping the old ones: --credentials: ",
+                      failed["text"])
+        self.assertIn("is not valid JSON", failed["reason"])
+        self.assertEqual(errors, [failed])
+        self.assertEqual(len(recorder.named("credentials_replaced")), 1)
+
+    def test_world_readable_warning_again(self) -> None:
+        """A reloaded file with plaintext passwords others can read is warned about again."""
+        from .test_audit import EventRecorder
+
+        seen: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        EventRecorder(self)
+        self.files.write("creds.json", json.dumps({"alice": "pw"}), 0o644)
+        self.daemon.reload()
+        self.assertTrue(any("readable by other users" in str(event.get("text"))
+                            for event in seen))
