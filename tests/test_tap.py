@@ -76,7 +76,8 @@ class PluginTests(SynchronousTestCase):
         self.assertIs(makers["serverapi"].options, tap.Options)
 
     def test_installed_package(self) -> None:
-        """A non-editable install carries the plugin: `twistd --help` lists serverapi."""
+        """A non-editable install carries the plugin (`twistd --help` lists serverapi), the
+        OpenAPI description and the `serverapi` console script."""
         work = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, work)
         source = os.path.join(work, "src")
@@ -90,6 +91,8 @@ class PluginTests(SynchronousTestCase):
                                                     "serverapi_plugin.py")))
         self.assertFalse(os.path.exists(os.path.join(target, "twisted", "__init__.py")))
         self.assertTrue(os.path.exists(os.path.join(target, "serverapi", "py.typed")))
+        self.assertTrue(os.path.exists(os.path.join(target, "serverapi", "openapi.json")))
+        self.assertTrue(os.path.exists(os.path.join(target, "bin", "serverapi")))
         env = dict(os.environ, PYTHONPATH=target)
         result = subprocess.run(
             [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--help"],

@@ -89,3 +89,53 @@ class FacadeTests(SynchronousTestCase):
         result = self.outcome("login_timing")
         self.assertGreater(result["wrong"], 0.01)  # a real hash check happened
         self.assertTrue(0.5 < result["ratio"] < 2.0, result)
+
+
+class OperatingTests(SynchronousTestCase):
+    """setCredentials and metrics of a live embedded server (see operating_scenarios)."""
+
+    def outcome(self, name: str) -> Any:
+        return outcome(self, "tests.operating_scenarios", name)
+
+    def test_set_credentials_while_running(self) -> None:
+        """Bad input raises and keeps the old; from another thread, the swap ends the
+        removed user's session before returning, and a restart keeps the new credentials."""
+        self.assertEqual(self.outcome("set_credentials_while_running"), {
+            "errors": ["TypeError", "TypeError", "ValueError"], "bob_before": 200,
+            "returned": [None],
+            "after": {"alice": 200, "bob": 401, "carol_login": True, "bob_login": False},
+            "sessions": ["alice", "carol"], "carol_after_restart": True})
+
+    def test_set_credentials_before_start(self) -> None:
+        """Credentials set before starting are the ones served."""
+        self.assertEqual(self.outcome("set_credentials_before_start"),
+                         {"dave": True, "alice": False})
+
+    def test_metrics_scrape(self) -> None:
+        """After real traffic, /metrics (parsed with prometheus_client.parser) has the counts;
+        /healthz is 200; the API port has no /metrics."""
+        result = self.outcome("metrics_scrape")
+        self.assertEqual((result["health"], result["api_metrics"], result["process_metrics"]),
+                         ([200, {"status": "serving"}], 404, True))
+        counts = result["serverapi"]
+        self.assertEqual({name: value for name, value in counts.items()
+                          if "_sum" not in name}, {
+            "serverapi_requests_total{code=200,endpoint=login}": 1,
+            "serverapi_requests_total{code=401,endpoint=login}": 2,
+            "serverapi_requests_total{code=429,endpoint=login}": 1,
+            "serverapi_requests_total{code=200,endpoint=communicate}": 5,
+            "serverapi_requests_total{code=401,endpoint=communicate}": 1,
+            "serverapi_requests_total{code=200,endpoint=logout}": 1,
+            "serverapi_logins_total{outcome=success}": 1,
+            "serverapi_logins_total{outcome=failure}": 2,
+            "serverapi_logins_total{outcome=throttled}": 1,
+            "serverapi_logins_total{outcome=invalid}": 0,
+            "serverapi_logins_total{outcome=unavailable}": 0,
+            "serverapi_logins_total{outcome=refused}": 0,
+            "serverapi_sessions{}": 0, "serverapi_callbacks_running{}": 0,
+            "serverapi_callbacks_waiting{}": 0, "serverapi_password_checks{}": 0,
+            "serverapi_callback_duration_seconds_count{}": 5,
+            "serverapi_session_sweep_duration_seconds_count{}": counts[
+                "serverapi_session_sweep_duration_seconds_count{}"],
+            "serverapi_serving{}": 1})
+        self.assertGreater(counts["serverapi_callback_duration_seconds_sum{}"], 0)
