@@ -65,8 +65,12 @@ class APIRequest(server.Request):
             channel.refuse(503, "Server busy. Try again later.", [(b"Retry-After", b"1")])
 
     def parseCookies(self) -> None:
-        """Skip Twisted's cookie parsing: the endpoints read the Cookie header themselves
-        (they must see a duplicated C{sessionToken}, which C{received_cookies} hides)."""
+        """Skip Twisted's cookie parsing on the API's paths: the endpoints read the Cookie
+        header themselves (they must see a duplicated C{sessionToken}, which
+        C{received_cookies} hides).  Other resources of the site get Twisted's parsing."""
+        _, target = request_line(self.channel)
+        if not self.channel.site.resource.is_api(target):
+            super().parseCookies()
 
     def getClientAddress(self) -> Any:
         """The client's address: the connection's peer, or who a trusted proxy forwarded."""
@@ -99,6 +103,9 @@ class APIRequest(server.Request):
         """Route on the exact path and render: C{server.Request.process} without the segment
         traversal (the routes are whole paths) and without a C{Server} header."""
         site = self.site = self.channel.site
+        if not site.resource.is_api(self.path):
+            super().process()  # another resource of the site: Twisted's traversal and headers
+            return
         self.prepath = self.postpath = _NO_SEGMENTS
         try:
             self.render(site.resource.route(self.path))

@@ -9,6 +9,7 @@ from typing import Any
 
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
@@ -487,20 +488,36 @@ class NotFoundResource(Resource):
 
 
 class RootResource(Resource):
-    """Routes on the exact, undecoded request path; nothing else reaches an endpoint."""
+    """Routes on the exact, undecoded request path; nothing else reaches an endpoint.
 
-    def __init__(self, context: APIContext) -> None:
+    Every other path is 404, or, with C{others}, goes to that resource tree by Twisted's usual
+    traversal (a web page, static files): one site, one origin, serverapi's HTTP limits for
+    all, and the API's own rules on its three paths.
+    """
+
+    def __init__(self, context: APIContext, others: IResource | None = None) -> None:
         super().__init__()
         self.routes: dict[bytes, _Endpoint] = {
             b"/login": LoginResource(context),
             b"/logout": LogoutResource(context),
             b"/communicate": CommunicateResource(context),
         }
+        self.others = others
         self._not_found = NotFoundResource(context.origins)
 
-    def getChildWithDefault(self, path: bytes, request: IRequest) -> Resource:
-        """Pick the endpoint for the whole path, whatever segment traversal is at."""
-        return self.route(request.path)
+    def is_api(self, target: bytes) -> bool:
+        """Whether a request target (query string and all) is one of the API's paths, or a
+        path no other resource serves."""
+        return self.others is None or target.split(b"?", 1)[0] in self.routes
+
+    def getChildWithDefault(self, path: bytes, request: IRequest) -> Any:
+        """The endpoint for the whole path; other paths traverse C{others} from its root."""
+        endpoint = self.routes.get(request.path)
+        if endpoint is not None or self.others is None:
+            return self.route(request.path)
+        if self.others.isLeaf:
+            return self.others
+        return self.others.getChildWithDefault(path, request)
 
     def route(self, path: bytes) -> Resource:
         """The endpoint for exactly C{path} (no query string), or the 404 resource."""
@@ -514,6 +531,8 @@ class RootResource(Resource):
                       oversized: bool) -> Refusal | None:
         """What a request earns from its request line and headers alone, else C{None}."""
         endpoint = self.routes.get(target.split(b"?", 1)[0])
-        if endpoint is None:
+        if endpoint is not None:
+            return endpoint.early_refusal(request, method, oversized=oversized)
+        if self.others is None:
             return 404, "Not found.", []
-        return endpoint.early_refusal(request, method, oversized=oversized)
+        return (413, "Request body too large.", []) if oversized else None

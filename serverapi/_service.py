@@ -10,6 +10,7 @@ from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.python.failure import Failure
+from twisted.web.resource import IResource
 
 from ._accesslog import AccessLog
 from ._config import ServerConfig
@@ -44,7 +45,7 @@ class APIService(Service):
     name = "serverapi"
 
     def __init__(self, config: ServerConfig, reactor: Any, pool: CallbackPool,
-                 hash_pool: CallbackPool) -> None:
+                 hash_pool: CallbackPool, others: IResource | None = None) -> None:
         self.config = config
         self.reactor = reactor
         self._pools = (pool, hash_pool)
@@ -70,7 +71,7 @@ class APIService(Service):
                                  window=config.login_window)
         context = APIContext(config, self.sessions, throttle, self.callbacks, self.hashing,
                              OriginPolicy(config.cors_origins), self.credentials)
-        self.root = RootResource(context)
+        self.root = RootResource(context, others)
         self.access_log = (AccessLog(config.access_log, reactor)
                            if config.access_log is not None else None)
         site_options: dict[str, Any] = dict(
@@ -264,10 +265,16 @@ class APIService(Service):
 
 
 def makeAPIService(config: ServerConfig, reactor: Any, pool: CallbackPool | None = None,
-                   hash_pool: CallbackPool | None = None) -> APIService:
-    """Build the server's Service from its configuration, a reactor and a callback pool."""
+                   hash_pool: CallbackPool | None = None, *,
+                   others: IResource | None = None) -> APIService:
+    """Build the server's Service from its configuration, a reactor and a callback pool.
+
+    C{others}: a twisted.web resource tree to serve on every path that is not one of the
+    API's three (a web page, static files), on the same port and origin; the API's rules
+    still apply on its own paths.
+    """
     if pool is None:
         pool = ThreadedCallbackPool(reactor, config.max_threads)
     if hash_pool is None:
         hash_pool = ThreadedCallbackPool(reactor, HASH_THREADS, name="serverapi-hash")
-    return APIService(config, reactor, pool, hash_pool)
+    return APIService(config, reactor, pool, hash_pool, others)

@@ -146,7 +146,7 @@ class MemoryServer:
     """A server on a memory reactor with a controllable pool, driven by StubTreq or raw bytes."""
 
     def __init__(self, pool: SyncPool | None = None, hash_pool: SyncPool | None = None,
-                 **options: Any) -> None:
+                 others: Any = None, **options: Any) -> None:
         self.logger, self.log = recording_logger()
         options.setdefault("credentials", CREDENTIALS)
         options.setdefault("request_callback", echo)
@@ -156,7 +156,7 @@ class MemoryServer:
         self.pool = pool if pool is not None else SyncPool()
         self.hash_pool = hash_pool if hash_pool is not None else SyncPool()
         self.service: APIService = makeAPIService(self.config, self.reactor, self.pool,
-                                                  self.hash_pool)
+                                                  self.hash_pool, others=others)
         self.service.startService()
         self.treq = MemoryClient(self.service.root)
 
