@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
 from typing import Any
 
 from twisted.internet.error import ConnectionDone
@@ -11,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 
-from .helpers import MemoryServer, request_bytes, status_of
+from .helpers import ROOT, MemoryServer, child_env, request_bytes, status_of
 
 PAGE = b"<!doctype html><title>app</title><script>fetch('/communicate')</script>"
 
@@ -139,3 +148,55 @@ class SharedSiteTests(SynchronousTestCase):
         answer, _ = server.raw(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
         self.assertEqual(status_of(answer), 404)
         self.assertEqual(json.loads(answer.split(b"\r\n\r\n", 1)[1]), {"error": "Not found."})
+
+
+class TacExampleTests(SynchronousTestCase):
+    """examples/embedded.tac run by twistd, as its docstring says."""
+
+    def test_page_api_and_log(self) -> None:
+        """One port serves the page and the API; serverapi's events reach twistd's log with no
+        stdlib logging set up; SIGTERM stops it cleanly (twistd itself then re-raises the
+        signal: an application of the user's, not serverapi's daemon, decides its exit)."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        log_path = os.path.join(folder, "twistd.log")
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-ny",
+             os.path.join(ROOT, "examples", "embedded.tac"), "--pidfile=", "--logfile",
+             log_path], cwd=folder, env=dict(child_env(), SERVERAPI_PORT=str(port)),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/", timeout=5) as response:
+                    page = response.read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    self.fail(f"the .tac did not serve: {process.communicate()[0]!r}")
+                time.sleep(0.05)
+        self.assertIn(b'fetch(path, {method: "POST"', page)
+        same_origin = {"Content-Type": "application/json", "Sec-Fetch-Site": "same-origin",
+                       "Origin": base}
+        login = urllib.request.Request(base + "/login", method="POST", headers=same_origin,
+                                       data=b'{"username": "alice", "password": "password123"}')
+        with urllib.request.urlopen(login, timeout=10) as response:
+            cookie = response.headers["Set-Cookie"].split(";")[0]
+        talk = urllib.request.Request(base + "/communicate", method="POST",
+                                      data=b'{"message": "hi"}',
+                                      headers=dict(same_origin, Cookie=cookie))
+        with urllib.request.urlopen(talk, timeout=10) as response:
+            self.assertEqual(json.loads(response.read()), {"echo": "hi", "user": "alice"})
+        process.send_signal(signal.SIGTERM)
+        self.assertIn(process.wait(30), (0, -signal.SIGTERM))
+        with open(log_path, encoding="utf-8") as handle:
+            log = handle.read()
+        self.assertIn("Login: user='alice' peer=127.0.0.1", log)
+        self.assertIn("1 session(s) ended: server stopped", log)
+        self.assertIn("Server Shut Down", log)
+        self.assertNotIn("password123", log)
