@@ -7,6 +7,8 @@ from ._passwords import hashPassword
 from ._service import APIService, makeAPIService
 from ._sessions import LoginSession
 from ._threaded import ThreadedAPIServer
+from ._tls import TLSFiles
+from ._workers import CallbackPool, PoolJob, ThreadedCallbackPool
 
 __version__ = "1.0.0"  # the single source: setup.cfg reads it (version = attr: ...)
 
@@ -15,9 +17,13 @@ logging.getLogger("serverapi").addHandler(logging.NullHandler())
 
 __all__ = [
     "APIService",
+    "CallbackPool",
     "LoginSession",
+    "PoolJob",
     "ServerConfig",
+    "TLSFiles",
     "ThreadedAPIServer",
+    "ThreadedCallbackPool",
     "hashPassword",
     "makeAPIService",
 ]

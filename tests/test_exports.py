@@ -18,8 +18,8 @@ class ExportTests(SynchronousTestCase):
     def test_all(self) -> None:
         """__all__ is exactly the public API."""
         self.assertEqual(sorted(serverapi.__all__), [
-            "APIService", "LoginSession", "ServerConfig", "ThreadedAPIServer", "hashPassword",
-            "makeAPIService"])
+            "APIService", "CallbackPool", "LoginSession", "PoolJob", "ServerConfig", "TLSFiles",
+            "ThreadedAPIServer", "ThreadedCallbackPool", "hashPassword", "makeAPIService"])
         for name in serverapi.__all__:
             self.assertTrue(hasattr(serverapi, name), name)
 
@@ -30,3 +30,23 @@ class ExportTests(SynchronousTestCase):
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 env=child_env(), check=True)
         self.assertEqual(result.stdout.strip(), "False")
+
+
+class SignatureTests(SynchronousTestCase):
+    """Everything the public signatures name is public too (section 12)."""
+
+    def test_named_types_are_exported(self) -> None:
+        """makeAPIService's and ServerConfig's parameter types are importable from serverapi."""
+        import inspect
+        import typing
+
+        from serverapi import _config, _service
+
+        hints = typing.get_type_hints(_service.makeAPIService)
+        hints.update(typing.get_type_hints(_config.ServerConfig, vars(_config), vars(serverapi)))
+        public = {getattr(serverapi, name) for name in serverapi.__all__}
+        for name in ("pool", "hash_pool", "config", "tls"):
+            named = {argument for argument in typing.get_args(hints[name]) or (hints[name],)
+                     if inspect.isclass(argument) and argument.__module__.startswith("serverapi")}
+            self.assertTrue(named, name)
+            self.assertLessEqual(named, public, name)
