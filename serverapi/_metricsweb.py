@@ -131,6 +131,7 @@ class MetricsEndpoint:
         return endpoint.listen(self.site).addCallback(self._listening)
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
+        """Keep the listening port."""
         self.port = port
         return port
 

@@ -135,6 +135,7 @@ class APIService(Service):
         assert self.metrics is not None
 
         def failed(failure: Failure) -> Failure:
+            """The metrics port failed: close the API port, pass the failure on."""
             port.stopListening()
             return failure
 

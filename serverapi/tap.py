@@ -281,8 +281,8 @@ class DaemonProcess(Service):
     - SIGHUP (systemd's ExecReload, logrotate's postrotate) re-reads the credentials file;
       a bad file keeps the old credentials and logs one error line.  (Its default action
       would end the process and leave the pidfile behind.)
-    - SIGUSR1, with an access log, reopens that file, then does whatever twistd does with
-      the signal (it rotates twistd's own log file).
+    - SIGUSR1 reopens the access log (if any), then does whatever twistd does with the
+      signal (it rotates twistd's own --logfile); it never ends the process.
     - C{gc.freeze()}: the objects of start-up (modules, classes, configuration) are left out
       of later garbage-collection passes, so full collections stay short under load.  The
       embedded ThreadedAPIServer does not do this: there the process is the user's.
@@ -296,6 +296,7 @@ class DaemonProcess(Service):
         self._log = Logger(namespace="serverapi")
 
     def startService(self) -> None:
+        """Arrange for the process set-up once the reactor runs."""
         super().startService()
         self._reactor.callWhenRunning(self._running)
 
@@ -304,21 +305,22 @@ class DaemonProcess(Service):
         start-up objects."""
         signal.signal(signal.SIGTERM, self._received)
         signal.signal(signal.SIGHUP, self._hangup)
-        if self._api is not None and self._api.access_log is not None:
-            previous = signal.getsignal(signal.SIGUSR1)
-            signal.signal(signal.SIGUSR1, lambda number, frame: self._user1(previous, number,
-                                                                             frame))
+        previous = signal.getsignal(signal.SIGUSR1)
+        signal.signal(signal.SIGUSR1, lambda number, frame: self._user1(previous, number, frame))
         gc.freeze()
 
     def _received(self, number: int, frame: Any) -> None:
+        """SIGTERM: stop on the reactor thread."""
         self._reactor.callFromThread(self._stop)
 
     def _stop(self) -> None:
+        """Stop the reactor (services stop gracefully on the way)."""
         self._log.info("Received SIGTERM, stopping gracefully.")
         if self._reactor.running:
             self._reactor.stop()
 
     def _hangup(self, number: int, frame: Any) -> None:
+        """SIGHUP: reload on the reactor thread."""
         self._reactor.callFromThread(self.reload)
 
     def reload(self) -> None:
@@ -330,7 +332,7 @@ class DaemonProcess(Service):
         try:
             credentials = read_credentials_file(path)
             api.setCredentials(credentials)
-        except (CredentialsFileError, TypeError) as error:
+        except (ValueError, TypeError) as error:  # CredentialsFileError is a ValueError
             message = f"--credentials: {error}"
             api.config.log.audit("credentials_reload_failed",
                                  "Credentials not reloaded, keeping the old ones: %s", message,
@@ -348,7 +350,7 @@ class DaemonProcess(Service):
 
     def reopen_access_log(self) -> None:
         """Reopen the access log file, logging one error line if it cannot be opened."""
-        if self._api is None:
+        if self._api is None or self._api.access_log is None:
             return
         try:
             self._api.reopenAccessLog()
@@ -390,6 +392,7 @@ def _print_start_errors_briefly() -> None:
 
     def hook(kind: type[BaseException], value: BaseException,
              traceback: TracebackType | None) -> None:
+        """Print a StartError as one line; anything else as before."""
         if isinstance(value, StartError):
             sys.stderr.write(f"serverapi: {value}\n")
             return

@@ -23,8 +23,9 @@ from .scenarios import ScenarioSet
 
 CREDENTIALS = {"alice": "password123", "bob": "securepassword"}
 scenario = ScenarioSet()
-OPENAPI = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                       "serverapi", "openapi.json")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OPENAPI = os.path.join(ROOT, "serverapi", "openapi.json")
+EXAMPLES = os.path.join(ROOT, "examples")
 SCHEMATHESIS_EXAMPLES = 25
 SCHEMATHESIS_CONFIG = """
 # Every check (as --checks all would, but leaving the per-operation settings below in force).
@@ -185,6 +186,96 @@ def schemathesis_run() -> Any:
     shutil.rmtree(folder)
     return {"returncode": completed.returncode, "output": completed.stdout[-3000:],
             "statuses": statuses, "checks": sorted(checks)}
+
+
+def _load_example(name: str) -> Any:
+    """Import an example file as a module (its main() does not run)."""
+    import importlib.util
+
+    path = os.path.join(EXAMPLES, name)
+    spec = importlib.util.spec_from_file_location("example_" + name[:-3], path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@scenario
+def client_recipes() -> Any:
+    """examples/clients.py (requests, httpx, treq) against a TLS server requiring client
+    certificates, with REQUESTS_CA_BUNDLE set to a bundle without the server's CA, and over
+    plain HTTP; and the two pitfalls it avoids, shown failing."""
+    import warnings
+
+    import certifi
+    import httpx
+    import requests
+
+    folder = tempfile.mkdtemp()
+    files = _load_example("tls_server.py").make_certificates(folder)
+    server = ThreadedAPIServer("127.0.0.1", 0, {"alice": "password123"}, echo)
+    server.setConnectionSecurityParams(certfile=files["server_cert"],
+                                       keyfile=files["server_key"], cafile=files["ca"])
+    plain = ThreadedAPIServer("127.0.0.1", 0, {"alice": "password123"}, echo)
+    environment = {**os.environ, "REQUESTS_CA_BUNDLE": certifi.where()}
+    results: dict[str, Any] = {}
+    with server, plain:
+        base = f"https://127.0.0.1:{server.port}"
+        for name, arguments in (("tls", [base, folder]),
+                                ("plain", [f"http://127.0.0.1:{plain.port}"])):
+            completed = subprocess.run(
+                [sys.executable, os.path.join(EXAMPLES, "clients.py"), *arguments],
+                capture_output=True, text=True, timeout=60, env=environment)
+            results[name] = (json.loads(completed.stdout) if completed.returncode == 0
+                             else completed.stderr[-2000:])
+        os.environ["REQUESTS_CA_BUNDLE"] = certifi.where()
+        try:
+            session = requests.Session()
+            session.verify = files["ca"]
+            session.cert = (files["client_cert"], files["client_key"])
+            session.post(base + "/login", json={}, timeout=10)
+            results["requests_session_verify"] = "worked"
+        except requests.exceptions.SSLError:
+            results["requests_session_verify"] = "SSLError"
+        finally:
+            del os.environ["REQUESTS_CA_BUNDLE"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                with httpx.Client(verify=files["ca"], cert=(files["client_cert"],
+                                                            files["client_key"])) as client:
+                    client.post(base + "/login", json={})
+                results["httpx_verify_string"] = "worked"
+            except httpx.TransportError as error:
+                results["httpx_verify_string"] = ("certificate required"
+                                                  if "CERTIFICATE_REQUIRED" in str(error)
+                                                  else repr(error))
+    shutil.rmtree(folder)
+    return results
+
+
+@scenario
+def metrics_example() -> Any:
+    """examples/metrics_server.py's server: the API, the access log, /healthz and /metrics."""
+    module = _load_example("metrics_server.py")
+    folder = tempfile.mkdtemp()
+    access_log = os.path.join(folder, "access.log")
+    server = module.build_server(port=0, metrics="tcp:0:interface=127.0.0.1",
+                                 access_log=access_log)
+    with server:
+        token = login(server.port, "alice", "password123")
+        answer = post(server.port, "/communicate", {"message": "hi"}, token)[:2]
+        base = f"http://127.0.0.1:{server.metrics_port}"
+        with urllib.request.urlopen(base + "/healthz", timeout=10) as response:
+            health = response.status
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
+            text = response.read().decode("utf-8")
+    with open(access_log, encoding="ascii") as handle:
+        lines = handle.read().splitlines()
+    shutil.rmtree(folder)
+    return {"answer": answer, "health": health,
+            "communicate_200": 'serverapi_requests_total{code="200",endpoint="communicate"} 1.0'
+            in text, "access_lines": [line.split('"')[1] for line in lines]}
 
 
 def _tally(value: Any, statuses: dict[str, int], checks: set[str]) -> None:

@@ -32,6 +32,7 @@ class AccessLogFileTests(SynchronousTestCase):
         self.addCleanup(self.log.close)
 
     def read(self) -> str:
+        """The log file's text."""
         with open(self.path, encoding="ascii") as handle:
             return handle.read()
 

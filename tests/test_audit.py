@@ -91,6 +91,7 @@ class SafeLoggerAuditTests(SynchronousTestCase):
             """Raises on every record."""
 
             def emit(self, record: logging.LogRecord) -> None:
+                """Fail."""
                 raise OSError("disk full")
 
         logger = logging.getLogger("serverapi.test.broken-audit")
@@ -175,6 +176,7 @@ class ServerAuditTests(SynchronousTestCase):
         recorder = EventRecorder(self)
 
         def check(session: Any) -> bool:
+            """A validity callback that raises."""
             raise RuntimeError("validity boom")
 
         server = MemoryServer(session_validity_callback=check)
@@ -190,6 +192,7 @@ class ServerAuditTests(SynchronousTestCase):
         recorder = EventRecorder(self)
 
         def broken(username: str, token: str, data: Any) -> Any:
+            """A request callback that raises."""
             raise ZeroDivisionError("callback boom")
 
         server = MemoryServer(request_callback=broken)

@@ -50,6 +50,7 @@ class CheckTests(SynchronousTestCase):
         folder = temporary_directory(self)
 
         def write(name: str, text: str) -> str:
+            """Write a file in the folder."""
             path = os.path.join(folder, name)
             with open(path, "w", encoding="utf-8") as handle:
                 handle.write(text)

@@ -78,6 +78,7 @@ class Folder:
         case.addCleanup(shutil.rmtree, self.path)
 
     def __call__(self, name: str) -> str:
+        """The path of a file in the folder."""
         return os.path.join(self.path, name)
 
     def write(self, name: str, text: str) -> str:

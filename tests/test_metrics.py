@@ -86,6 +86,7 @@ class ScrapeTests(SynchronousTestCase):
         """Requests by endpoint and status, logins by outcome, sessions, latency, sweeps."""
 
         def slow_echo(username: str, token: str, data: dict[str, Any]) -> Any:
+            """Echo, after moving the clock on by data["seconds"]."""
             server.reactor.advance(data.get("seconds", 0))  # the callback "takes" this long
             return echo(username, token, data)
 
@@ -179,6 +180,7 @@ class EndpointTests(SynchronousTestCase):
         probe = StubTreq(server.service.metrics.root)  # type: ignore[union-attr]
 
         def health() -> tuple[int, Any]:
+            """Probe /healthz: status and body."""
             response = self.successResultOf(probe.get("http://metrics.test/healthz"))
             return response.code, json.loads(self.successResultOf(response.content()))
 

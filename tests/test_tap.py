@@ -350,6 +350,7 @@ class OperatingOptionsTests(SynchronousTestCase):
         self.creds = self.files.write("creds.json", json.dumps({"alice": "password123"}))
 
     def parse(self, *args: str) -> tap.Options:
+        """Parse the minimal command line plus C{args}."""
         options = tap.Options()
         options.parseOptions(["--credentials", self.creds, "--callback", HANDLER, *args])
         return options
@@ -402,6 +403,7 @@ class BusyReactor(MemoryReactorClock):
 
     def listenTCP(self, port: int, factory: Any, backlog: int = 50,
                   interface: str = "") -> Any:
+        """Fail as a busy port does."""
         raise CannotListenError(interface, port, OSError(98, "Address already in use"))
 
 
@@ -473,6 +475,7 @@ class ReloadTests(SynchronousTestCase):
         errors: list[dict[str, Any]] = []
 
         def observe(event: dict[str, Any]) -> None:
+            """Keep errors."""
             if event["log_level"] >= LogLevel.error:
                 errors.append(event)
 

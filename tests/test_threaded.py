@@ -95,6 +95,7 @@ class OperatingTests(SynchronousTestCase):
     """setCredentials and metrics of a live embedded server (see operating_scenarios)."""
 
     def outcome(self, name: str) -> Any:
+        """The result of one scenario of operating_scenarios."""
         return outcome(self, "tests.operating_scenarios", name)
 
     def test_set_credentials_while_running(self) -> None:
