@@ -130,3 +130,14 @@ class ServerAccessLogTests(SynchronousTestCase):
         lines = self.lines()
         self.assertEqual(len(lines), 1)
         self.assertIn("/two", lines[0])
+
+
+class UnopenableTests(SynchronousTestCase):
+    """An access log that cannot be opened stops the start."""
+
+    def test_directory(self) -> None:
+        """A path that is a directory: startService raises OSError, nothing listens."""
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        with self.assertRaises(OSError):
+            MemoryServer(access_log=folder)
