@@ -403,9 +403,13 @@ def _print_start_errors_briefly() -> None:
 
 def makeService(options: Options, reactor: Any = None) -> IService:
     """Assemble the daemon's service from the same core factory the library uses."""
-    if reactor is None:
+    if reactor is None:  # twistd's call: the process is the daemon's
         from twisted.internet import reactor as global_reactor
         reactor = global_reactor
+        # Until DaemonProcess installs the reload handler (once the reactor runs), a SIGHUP is
+        # ignored rather than fatal.  (SIGUSR1 is left alone: twistd installs its own handler
+        # only over the default one.)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     for warning in options.warnings:
         options.config.logger.warning("%s", warning)
     parent = DaemonServices()
