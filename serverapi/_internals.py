@@ -25,6 +25,13 @@ def request_line(channel: Any) -> tuple[bytes, bytes]:
     return channel._command, channel._path
 
 
+def request_line_so_far(channel: Any) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """The method, target and version of the request being read, each C{None} when the
+    channel has none (between requests, or a request line that did not parse)."""
+    return (getattr(channel, "_command", None), getattr(channel, "_path", None),
+            getattr(channel, "_version", None))
+
+
 def request_version(channel: Any) -> bytes:
     """The HTTP version of the request whose headers just arrived (C{HTTPChannel._version})."""
     return bytes(channel._version)

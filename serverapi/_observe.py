@@ -10,6 +10,7 @@ from typing import Any
 from ._accesslog import AccessLog, request_headers
 from ._counters import Counts
 from ._http import APIChannel, APIRequest, APISite
+from ._internals import request_line_so_far
 
 
 class ObservedRequest(APIRequest):
@@ -67,8 +68,7 @@ class ObservedSite(APISite):
 
     def refused(self, channel: APIChannel, code: int) -> None:
         """A request refused from its request line or headers, or a malformed one."""
-        method: bytes | None = getattr(channel, "_command", None)
-        target: bytes | None = getattr(channel, "_path", None)
+        method, target, version = request_line_so_far(channel)
         if self.counts is not None:
             self.counts.request(target.split(b"?", 1)[0] if target else None, method, code)
         access_log = self.access_log
@@ -78,5 +78,5 @@ class ObservedSite(APISite):
                 address, (referer, agent) = channel.getPeer(), (None, None)
             else:
                 address, (referer, agent) = request.getClientAddress(), request_headers(request)
-            access_log.write(str(getattr(address, "host", "-")), method, target,
-                             getattr(channel, "_version", None), code, 0, referer, agent)
+            access_log.write(str(getattr(address, "host", "-")), method, target, version, code,
+                             0, referer, agent)

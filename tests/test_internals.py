@@ -36,7 +36,8 @@ class InternalsTests(SynchronousTestCase):
             """Records the internals when the body's length is known (headers complete)."""
 
             def gotLength(self, length: int | None) -> None:
-                seen.append((_internals.request_line(self.channel),
+                seen.append((_internals.request_line_so_far(self.channel)[:2],
+                             _internals.request_line(self.channel),
                              _internals.request_version(self.channel),
                              _internals.handling_request(self.channel)))
                 super().gotLength(length)
@@ -50,8 +51,10 @@ class InternalsTests(SynchronousTestCase):
         channel.makeConnection(transport)
         channel.dataReceived(b"POST /communicate?x=1 HTTP/1.1\r\nHost: h\r\n"
                              b"Content-Length: 2\r\n\r\n{}")
-        self.assertEqual(seen, [((b"POST", b"/communicate?x=1"), b"HTTP/1.1", False),
+        self.assertEqual(seen, [((b"POST", b"/communicate?x=1"), (b"POST", b"/communicate?x=1"),
+                                 b"HTTP/1.1", False),
                                 ("processing", True)])
+        self.assertEqual(_internals.request_line_so_far(channel), (None, None, None))
         self.assertFalse(_internals.waiting_for_transport(channel))
         channel.pauseProducing()
         self.assertTrue(_internals.waiting_for_transport(channel))
