@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,9 @@ def _check_readable(name: str, path: object) -> str:
     return text
 
 
+PARAMETER_NAMES = {"certfile": "certfile", "keyfile": "keyfile", "cafile": "cafile"}
+
+
 @dataclass(frozen=True, slots=True)
 class TLSFiles:
     """The PEM files TLS is served from: certificate (chain), key, and optional client CA."""
@@ -42,18 +46,24 @@ class TLSFiles:
     cafile: str | None = None
 
     @classmethod
-    def from_params(cls, certfile: Any = None, keyfile: Any = None,
-                    cafile: Any = None) -> TLSFiles | None:
-        """Validate C{setConnectionSecurityParams}' arguments; C{None} means plain HTTP."""
+    def from_params(cls, certfile: Any = None, keyfile: Any = None, cafile: Any = None, *,
+                    names: Mapping[str, str] | None = None) -> TLSFiles | None:
+        """Validate C{setConnectionSecurityParams}' arguments; C{None} means plain HTTP.
+
+        Errors name the files as C{names} says (the daemon passes its option names), so that
+        a message is built with the right words rather than edited afterwards.
+        """
+        cert, key, ca = (dict(PARAMETER_NAMES, **(names or {}))[name]
+                         for name in ("certfile", "keyfile", "cafile"))
         if (certfile is None) != (keyfile is None):
-            raise ValueError("certfile and keyfile must be given together")
+            raise ValueError(f"{cert} and {key} must be given together")
         if certfile is None:
             if cafile is not None:
-                raise ValueError("cafile requires certfile and keyfile")
+                raise ValueError(f"{ca} requires {cert} and {key}")
             return None
-        files = cls(_check_readable("certfile", certfile), _check_readable("keyfile", keyfile),
-                    None if cafile is None else _check_readable("cafile", cafile))
-        ServerContextFactory(files)  # loads everything now, so bad files fail here
+        files = cls(_check_readable(cert, certfile), _check_readable(key, keyfile),
+                    None if cafile is None else _check_readable(ca, cafile))
+        ServerContextFactory(files, (cert, key, ca))  # loads it all now: bad files fail here
         return files
 
 
@@ -67,16 +77,17 @@ class ServerContextFactory(ContextFactory):
 
     isClient = 0
 
-    def __init__(self, files: TLSFiles) -> None:
+    def __init__(self, files: TLSFiles,
+                 names: tuple[str, str, str] = ("certfile", "keyfile", "cafile")) -> None:
         self.files = files
-        self._context = self._build(files)
+        self._context = self._build(files, *names)
 
     def getContext(self) -> SSL.Context:
         """The one context every connection uses."""
         return self._context
 
     @staticmethod
-    def _build(files: TLSFiles) -> SSL.Context:
+    def _build(files: TLSFiles, cert: str, key: str, ca: str) -> SSL.Context:
         """Make the context, raising C{ValueError} on any bad file or mismatch."""
         context = SSL.Context(SSL.TLS_METHOD)
         context.set_min_proto_version(SSL.TLS1_2_VERSION)
@@ -86,13 +97,13 @@ class ServerContextFactory(ContextFactory):
             context.set_cipher_list(TLS12_CIPHERS)
             context.use_certificate_chain_file(files.certfile)
         except SSL.Error as error:
-            raise ValueError(f"certfile {files.certfile!r} is not a PEM certificate: "
+            raise ValueError(f"{cert} {files.certfile!r} is not a PEM certificate: "
                              f"{_reason(error)}") from None
         try:
             context.use_privatekey_file(files.keyfile)
             context.check_privatekey()
         except SSL.Error as error:
-            raise ValueError(f"keyfile {files.keyfile!r} is not a PEM private key matching "
+            raise ValueError(f"{key} {files.keyfile!r} is not a PEM private key matching "
                              f"the certificate: {_reason(error)}") from None
         if files.cafile is not None:
             try:
@@ -100,7 +111,7 @@ class ServerContextFactory(ContextFactory):
                 with open(files.cafile, "rb") as handle:
                     crypto.load_certificate(crypto.FILETYPE_PEM, handle.read())
             except (SSL.Error, crypto.Error) as error:
-                raise ValueError(f"cafile {files.cafile!r} is not a PEM CA certificate: "
+                raise ValueError(f"{ca} {files.cafile!r} is not a PEM CA certificate: "
                                  f"{_reason(error)}") from None
             context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verified)
         return context

@@ -209,16 +209,13 @@ class Options(usage.Options):
     def _tls(self) -> TLSFiles | None:
         """Check the TLS files and their combination."""
         try:
-            return TLSFiles.from_params(self["tls-cert"], self["tls-key"], self["tls-ca"])
+            return TLSFiles.from_params(self["tls-cert"], self["tls-key"], self["tls-ca"],
+                                        names=_TLS_OPTIONS)
         except (ValueError, OSError) as error:
-            message = str(error)
-            for name in ("certfile", "keyfile", "cafile"):
-                message = message.replace(name, "--tls-" + {"certfile": "cert",
-                                                            "keyfile": "key",
-                                                            "cafile": "ca"}[name])
-            raise usage.UsageError(message) from None
+            raise usage.UsageError(str(error)) from None
 
 
+_TLS_OPTIONS = {"certfile": "--tls-cert", "keyfile": "--tls-key", "cafile": "--tls-ca"}
 _OPTION_NAMES = {"cors_origins": "--cors-origin", "trusted_proxies": "--trusted-proxy",
                  "max_recv_calls_per_request": "--max-recv-calls",
                  "metrics_endpoint": "--metrics"}
