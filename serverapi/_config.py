@@ -7,7 +7,8 @@ import inspect
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, Field, dataclass, field, fields
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ._credentials import check_credentials
@@ -26,6 +27,22 @@ ValidityCallback = Callable[["LoginSession"], bool]
 COOKIE_LEVELS = ("None", "Lax", "Strict")
 RECV_CHUNK_BYTES = 4096
 DEFAULT_ENDPOINT = "tcp:8000:interface=127.0.0.1"
+
+
+def _number(default: float | None, kind: type, help: str, *, flag: str | None = None,
+            zero: bool = False, keyword: bool = True) -> Any:
+    """A numeric option, defined once: its default, its type and its daemon flag and help.
+
+    C{ThreadedAPIServer} takes it by keyword (unless it is one of the seed's positional ones)
+    and C{twistd serverapi} as C{--flag}; both read everything from here.
+    """
+    return field(default=default, metadata={"kind": kind, "help": help, "flag": flag,
+                                            "zero": zero, "keyword": keyword})
+
+
+def _keyword(default: Any) -> Any:
+    """A keyword option of C{ThreadedAPIServer} that is not a number (its own daemon flag)."""
+    return field(default=default, metadata={"keyword": True})
 
 
 def _check_number(name: str, value: object, *, integer: bool = False,
@@ -91,26 +108,39 @@ class ServerConfig:
     session_validity_callback: ValidityCallback | None = None
     login_cookie_level: str = "Strict"
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("serverapi"))
-    timeout: float = 5.0
-    max_recv_calls_per_request: int = 1024
+    timeout: float = _number(5.0, float, "Seconds a connection may stay silent; a request "
+                                         "must arrive within 3x this.", keyword=False)
+    max_recv_calls_per_request: int = _number(1024, int, "Body cap in units of 4096 bytes "
+                                                         "(1024 = 4 MiB).",
+                                              flag="max-recv-calls", keyword=False)
     endpoint: str = DEFAULT_ENDPOINT
     tls: TLSFiles | None = None
-    session_check_interval: float = 1.0
-    callback_timeout: float = 30.0
-    max_threads: int = 10
-    max_queued_requests: int = 100
-    shutdown_grace: float = 10.0
-    login_attempts: int = 5
-    login_window: float = 60.0
-    max_sessions_per_user: int = 64
-    max_sessions: int = 100_000
-    session_idle_timeout: float | None = None
-    session_max_age: float | None = None
-    queue_timeout: float | None = None
-    cors_origins: Sequence[str] = ()
-    trusted_proxies: Sequence[str] = ()
-    access_log: str | None = None
-    metrics_endpoint: str | None = None
+    session_check_interval: float = _number(1.0, float, "Seconds between session validity "
+                                                        "sweeps.")
+    callback_timeout: float = _number(30.0, float, "Seconds a callback may run before the "
+                                                   "client gets 503.")
+    max_threads: int = _number(10, int, "Callback worker threads.")
+    max_queued_requests: int = _number(100, int, "Callbacks waiting for a worker before "
+                                                 "connections are read no further "
+                                                 "(backpressure).", zero=True)
+    shutdown_grace: float = _number(10.0, float, "Seconds a stop waits for running callbacks.")
+    login_attempts: int = _number(5, int, "Failed logins per (username, address) within the "
+                                          "window before 429.")
+    login_window: float = _number(60.0, float, "Seconds of the failed-login window.")
+    max_sessions_per_user: int = _number(64, int, "Sessions per user; the oldest ends beyond "
+                                                  "this.")
+    max_sessions: int = _number(100_000, int, "Sessions in all; logins beyond this get 503.")
+    session_idle_timeout: float | None = _number(None, float, "End sessions idle this many "
+                                                              "seconds (default: never).")
+    session_max_age: float | None = _number(None, float, "End sessions this many seconds old "
+                                                         "(default: never).")
+    queue_timeout: float | None = _number(None, float, "Seconds a request may wait for a "
+                                                       "worker before 503 (default: "
+                                                       "--timeout).")
+    cors_origins: Sequence[str] = _keyword(())
+    trusted_proxies: Sequence[str] = _keyword(())
+    access_log: str | None = _keyword(None)
+    metrics_endpoint: str | None = _keyword(None)
     # The store of C{credentials}, the start-up credentials.  A running server checks logins
     # against its own current store (APIService.credentials), which setCredentials replaces.
     credential_store: CredentialStore = field(init=False, repr=False, compare=False)
@@ -137,15 +167,10 @@ class ServerConfig:
         object.__setattr__(self, "trusted_proxies", parse_trusted_proxies(self.trusted_proxies))
         if not isinstance(self.endpoint, str) or not self.endpoint:
             raise TypeError("endpoint must be a non-empty endpoint description string")
-        for name in ("timeout", "session_check_interval", "callback_timeout",
-                     "shutdown_grace", "login_window"):
-            _check_number(name, getattr(self, name))
-        for name in ("max_recv_calls_per_request", "max_threads", "login_attempts",
-                     "max_sessions_per_user", "max_sessions"):
-            _check_number(name, getattr(self, name), integer=True)
-        _check_number("max_queued_requests", self.max_queued_requests, integer=True, zero=True)
-        for name in ("session_idle_timeout", "session_max_age", "queue_timeout"):
-            _check_number(name, getattr(self, name), optional=True)
+        for option in NUMBERS:
+            meta = option.metadata
+            _check_number(option.name, getattr(self, option.name), integer=meta["kind"] is int,
+                          optional=option.default is None, zero=meta["zero"])
         for name in ("access_log", "metrics_endpoint"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
@@ -183,3 +208,17 @@ class ServerConfig:
                 "SameSite attribute (SameSite=None needs Secure), so browsers treat it as Lax; "
                 "serve TLS (or a trusted proxy's https) for SameSite=None")
         return warnings
+
+
+NUMBERS: tuple[Field[Any], ...] = tuple(option for option in fields(ServerConfig)
+                                        if "kind" in option.metadata)
+KEYWORD_OPTIONS: tuple[str, ...] = tuple(option.name for option in fields(ServerConfig)
+                                         if option.metadata.get("keyword"))
+DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {option.name: option.default for option in fields(ServerConfig) if option.init
+     and option.default is not MISSING})
+
+
+def daemon_flag(option: Field[Any]) -> str:
+    """The C{twistd serverapi} option name of a numeric option (without the dashes)."""
+    return str(option.metadata["flag"] or option.name.replace("_", "-"))

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import queue
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -14,7 +14,8 @@ from twisted.internet.defer import maybeDeferred
 from twisted.python import threadable
 from twisted.python.failure import Failure
 
-from ._config import RequestCallback, ServerConfig, ValidityCallback, endpoint_for
+from ._config import (DEFAULTS, KEYWORD_OPTIONS, RequestCallback, ServerConfig, ValidityCallback,
+                      endpoint_for)
 from ._credentials import check_credentials
 from ._passwords import CredentialStore
 from ._service import APIService, makeAPIService
@@ -95,29 +96,21 @@ class ThreadedAPIServer:
         credentials: Mapping[str, str],
         request_callback: RequestCallback,
         session_validity_callback: ValidityCallback | None = None,
-        login_cookie_level: str = "Strict",
+        login_cookie_level: str = DEFAULTS["login_cookie_level"],
         logger: logging.Logger | None = None,
-        timeout: float = 5.0,
-        max_recv_calls_per_request: int = 1024,
-        *,
-        session_check_interval: float = 1.0,
-        callback_timeout: float = 30.0,
-        max_threads: int = 10,
-        max_queued_requests: int = 100,
-        shutdown_grace: float = 10.0,
-        login_attempts: int = 5,
-        login_window: float = 60.0,
-        max_sessions_per_user: int = 64,
-        max_sessions: int = 100_000,
-        session_idle_timeout: float | None = None,
-        session_max_age: float | None = None,
-        queue_timeout: float | None = None,
-        cors_origins: Sequence[str] = (),
-        trusted_proxies: Sequence[str] = (),
-        access_log: str | None = None,
-        metrics_endpoint: str | None = None,
+        timeout: float = DEFAULTS["timeout"],
+        max_recv_calls_per_request: int = DEFAULTS["max_recv_calls_per_request"],
+        **options: Any,
     ) -> None:
+        """The seed's nine positional arguments, then the keyword options of L{ServerConfig}
+        (C{max_threads=}, C{cors_origins=}, ...: the README's table), whose defaults and
+        checks are ServerConfig's own."""
         _check_address(host, port)
+        unknown = sorted(set(options) - set(KEYWORD_OPTIONS))
+        if unknown:
+            raise TypeError(f"ThreadedAPIServer got unexpected keyword argument(s) "
+                            f"{', '.join(map(repr, unknown))}; the options are "
+                            f"{', '.join(KEYWORD_OPTIONS)}")
         self.host = host
         self._configured_port = port
         self._config = ServerConfig(
@@ -126,16 +119,7 @@ class ThreadedAPIServer:
             session_validity_callback=session_validity_callback,
             login_cookie_level=login_cookie_level,
             logger=logging.getLogger("serverapi") if logger is None else logger,
-            timeout=timeout, max_recv_calls_per_request=max_recv_calls_per_request,
-            session_check_interval=session_check_interval, callback_timeout=callback_timeout,
-            max_threads=max_threads, max_queued_requests=max_queued_requests,
-            shutdown_grace=shutdown_grace, login_attempts=login_attempts,
-            login_window=login_window, max_sessions_per_user=max_sessions_per_user,
-            max_sessions=max_sessions, session_idle_timeout=session_idle_timeout,
-            session_max_age=session_max_age, queue_timeout=queue_timeout,
-            cors_origins=cors_origins,
-            trusted_proxies=trusted_proxies, access_log=access_log,
-            metrics_endpoint=metrics_endpoint)
+            timeout=timeout, max_recv_calls_per_request=max_recv_calls_per_request, **options)
         self._lock = threading.Lock()
         self._reactor: Any = None
         self._service: APIService | None = None

@@ -17,36 +17,17 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
-from ._config import COOKIE_LEVELS, DEFAULT_ENDPOINT, ServerConfig, check_callable
+from ._config import (COOKIE_LEVELS, DEFAULT_ENDPOINT, DEFAULTS, NUMBERS, ServerConfig,
+                      check_callable, daemon_flag)
 from ._credentials import CredentialsFileError, read_credentials_file, \
     readable_plaintext_warning
 from ._logging import AUDIT_MARK
 from ._service import APIService, makeAPIService
 from ._tls import TLSFiles
 
-_NUMBERS: list[tuple[str, type, str]] = [
-    ("timeout", float, "Seconds a connection may stay silent; a request must arrive "
-                       "within 3x this."),
-    ("max-recv-calls", int, "Body cap in units of 4096 bytes (1024 = 4 MiB)."),
-    ("session-check-interval", float, "Seconds between session validity sweeps."),
-    ("callback-timeout", float, "Seconds a callback may run before the client gets 503."),
-    ("max-threads", int, "Callback worker threads."),
-    ("max-queued-requests", int, "Callbacks waiting for a worker before connections are read "
-                                 "no further (backpressure)."),
-    ("queue-timeout", float, "Seconds a request may wait for a worker before 503 "
-                             "(default: --timeout)."),
-    ("shutdown-grace", float, "Seconds a stop waits for running callbacks."),
-    ("login-attempts", int, "Failed logins per username within the window before 429."),
-    ("login-window", float, "Seconds of the failed-login window."),
-    ("max-sessions-per-user", int, "Sessions per user; the oldest ends beyond this."),
-    ("max-sessions", int, "Sessions in all; logins beyond this get 503."),
-    ("session-idle-timeout", float, "End sessions idle this many seconds (default: never)."),
-    ("session-max-age", float, "End sessions this many seconds old (default: never)."),
-]
-_DEFAULTS = {"timeout": "5", "max-recv-calls": "1024", "session-check-interval": "1",
-             "callback-timeout": "30", "max-threads": "10", "max-queued-requests": "100",
-             "shutdown-grace": "10", "login-attempts": "5", "login-window": "60",
-             "max-sessions-per-user": "64", "max-sessions": "100000"}
+# Every numeric option, its default and its help come from ServerConfig (one source of truth).
+_NUMBERS: list[tuple[str, type, str]] = [(daemon_flag(option), option.metadata["kind"],
+                                          option.metadata["help"]) for option in NUMBERS]
 
 
 def load_credentials(path: str) -> dict[str, str]:
@@ -97,12 +78,15 @@ class Options(usage.Options):
         ["tls-cert", None, None, "PEM certificate (chain) file: serve TLS."],
         ["tls-key", None, None, "PEM private key file for --tls-cert."],
         ["tls-ca", None, None, "PEM CA file: require client certificates it signed."],
-        ["cookie-level", None, "Strict", f"SameSite level: {', '.join(COOKIE_LEVELS)}."],
+        ["cookie-level", None, DEFAULTS["login_cookie_level"],
+         f"SameSite level: {', '.join(COOKIE_LEVELS)}."],
         ["access-log", None, None, "File to append one combined-log-format line per request "
                                    "to (reopened on SIGUSR1)."],
         ["metrics", None, None, "Endpoint for GET /healthz and GET /metrics (Prometheus), "
                                 "e.g. tcp:9100:interface=127.0.0.1; needs serverapi[metrics]."],
-    ] + [[name, None, _DEFAULTS.get(name), text] for name, _, text in _NUMBERS]
+    ] + [[daemon_flag(option), None,
+          None if option.default is None else str(option.default), option.metadata["help"]]
+         for option in NUMBERS]
 
     config: ServerConfig
     warnings: list[str]
@@ -157,9 +141,7 @@ class Options(usage.Options):
                 tls=self["tls"], cors_origins=self["cors-origins"],
                 trusted_proxies=self["trusted-proxies"], access_log=self["access-log"],
                 metrics_endpoint=self["metrics"],
-                **{name.replace("-", "_"): self[name] for name, _, _ in _NUMBERS
-                   if name != "max-recv-calls"},
-                max_recv_calls_per_request=self["max-recv-calls"])
+                **{option.name: self[daemon_flag(option)] for option in NUMBERS})
         except (TypeError, ValueError) as error:
             raise usage.UsageError(_daemon_words(str(error))) from None
 
@@ -216,9 +198,11 @@ class Options(usage.Options):
 
 
 _TLS_OPTIONS = {"certfile": "--tls-cert", "keyfile": "--tls-key", "cafile": "--tls-ca"}
+# How the daemon names the configuration's fields, for its error messages.
 _OPTION_NAMES = {"cors_origins": "--cors-origin", "trusted_proxies": "--trusted-proxy",
-                 "max_recv_calls_per_request": "--max-recv-calls",
-                 "metrics_endpoint": "--metrics"}
+                 "metrics_endpoint": "--metrics", "login_cookie_level": "--cookie-level",
+                 "endpoint": "--listen",
+                 **{option.name: "--" + daemon_flag(option) for option in NUMBERS}}
 
 
 def _endpoint_kind(description: str) -> str:

@@ -134,3 +134,47 @@ class ConstructorTests(SynchronousTestCase):
             server.stopAPIServer()
         self.assertEqual(server.getSessions(), [])
         self.assertEqual(server.invalidateUserSessions("alice"), 0)
+
+
+class OneSourceTests(SynchronousTestCase):
+    """Options, defaults and daemon names are defined once, in ServerConfig."""
+
+    def test_threaded_defaults_are_the_configs(self) -> None:
+        """ThreadedAPIServer's positional defaults and every keyword option are ServerConfig's."""
+        import inspect
+
+        from serverapi import ThreadedAPIServer
+        from serverapi._config import DEFAULTS, KEYWORD_OPTIONS
+
+        parameters = inspect.signature(ThreadedAPIServer.__init__).parameters
+        for name in ("login_cookie_level", "timeout", "max_recv_calls_per_request"):
+            self.assertEqual(parameters[name].default, DEFAULTS[name], name)
+        server = ThreadedAPIServer("127.0.0.1", 0, {"a": "b"}, echo)
+        for name in KEYWORD_OPTIONS:
+            self.assertEqual(getattr(server._config, name), DEFAULTS[name], name)
+        server = ThreadedAPIServer("127.0.0.1", 0, {"a": "b"}, echo, max_threads=3,
+                                   cors_origins=["https://a.test"])
+        self.assertEqual((server._config.max_threads, server._config.cors_origins),
+                         (3, ("https://a.test",)))
+
+    def test_unknown_keyword(self) -> None:
+        """An unknown or misplaced keyword is a TypeError naming it and the known ones."""
+        from serverapi import ThreadedAPIServer
+
+        for bad in ("max_thread", "endpoint", "tls"):
+            with self.assertRaises(TypeError) as caught:
+                ThreadedAPIServer("127.0.0.1", 0, {"a": "b"}, echo, **{bad: 1})
+            self.assertIn(repr(bad), str(caught.exception))
+            self.assertIn("max_threads", str(caught.exception))
+
+    def test_daemon_flags_and_defaults(self) -> None:
+        """Every numeric option is a twistd flag whose default is ServerConfig's."""
+        from serverapi import tap
+        from serverapi._config import DEFAULTS, NUMBERS, daemon_flag
+
+        options = tap.Options()
+        for option in NUMBERS:
+            flag = daemon_flag(option)
+            default = options[flag]
+            self.assertEqual(None if default is None else option.metadata["kind"](default),
+                             DEFAULTS[option.name], flag)
