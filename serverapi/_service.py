@@ -147,6 +147,8 @@ class APIService(Service):
         if isinstance(outcome, Failure):
             self.running = False
             self._stop_background()
+        elif not self.running:  # stopped (a start that timed out) before the port was ready
+            outcome.stopListening()
         else:
             self.port = outcome
             self.config.log.info("serverapi listening on %s%s", outcome.getHost(),

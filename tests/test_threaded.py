@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+import subprocess
+import sys
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from .helpers import child_env
 from .scenarios import outcome
 
 
@@ -140,3 +145,86 @@ class OperatingTests(SynchronousTestCase):
                 "serverapi_session_sweep_duration_seconds_count{}"],
             "serverapi_serving{}": 1})
         self.assertGreater(counts["serverapi_callback_duration_seconds_sum{}"], 0)
+
+
+EXIT_SCRIPT = r'''
+import sys, threading, time
+from serverapi import ThreadedAPIServer
+
+started = threading.Event()
+
+def slow(username, token, data):
+    started.set()
+    time.sleep(0.5)
+    return False, False, {"finished": True}
+
+server = ThreadedAPIServer("127.0.0.1", 0, {"alice": "password123"}, slow, shutdown_grace=5)
+server.startAPIServer(block=False)
+print(server.port, flush=True)
+started.wait(30)
+print("exiting", flush=True)
+'''
+
+
+class ExitTests(SynchronousTestCase):
+    """The interpreter exiting with a server running (crochet's rule: stop gracefully)."""
+
+    def test_in_flight_answered_at_exit(self) -> None:
+        """A program that ends while a callback runs still answers that request first."""
+        process = subprocess.Popen([sys.executable, "-c", EXIT_SCRIPT], env=child_env(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("POST", "/login", '{"username": "alice", "password": "password123"}',
+                           {"Content-Type": "application/json"})
+        cookie = connection.getresponse().getheader("Set-Cookie", "").split(";")[0]
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("POST", "/communicate", "{}",
+                           {"Content-Type": "application/json", "Cookie": cookie})
+        response = connection.getresponse()
+        self.assertEqual((response.status, json.loads(response.read())),
+                         (200, {"finished": True}))
+        self.assertEqual(process.stdout.readline().strip(), "exiting")
+        self.assertEqual(process.wait(30), 0, process.stderr.read() if process.stderr else "")
+
+
+TIMEOUT_SCRIPT = r'''
+import socket, time
+import serverapi._threaded as threaded
+from serverapi import ThreadedAPIServer
+
+with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+server = ThreadedAPIServer("127.0.0.1", port, {"a": "b"}, lambda u, t, d: (False, False, {}))
+threaded._running_reactor()
+threaded._START_TIMEOUT = 0.0  # every start now times out before the reactor answers
+try:
+    server.startAPIServer(block=False)
+    print("started")
+except TimeoutError:
+    print("timed out")
+time.sleep(1.0)
+try:
+    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    print("still listening")
+except OSError:
+    print("closed")
+threaded._START_TIMEOUT = 30.0
+server.startAPIServer(block=False)
+print("restarted", server.port == port)
+server.stopAPIServer()
+'''
+
+
+class StartTimeoutTests(SynchronousTestCase):
+    """A start that times out is cancelled: no port is left that nobody can stop."""
+
+    def test_cancelled(self) -> None:
+        """The caller gets TimeoutError, the port is closed again, and a later start works."""
+        result = subprocess.run([sys.executable, "-c", TIMEOUT_SCRIPT], env=child_env(),
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.stdout.split("\n")[:3], ["timed out", "closed", "restarted True"],
+                         result.stderr)
