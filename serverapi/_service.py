@@ -43,6 +43,7 @@ class APIService(Service):
     """One serverapi server: listens, serves, sweeps sessions, and stops gracefully."""
 
     name = "serverapi"
+    _stop_requested = False
 
     def __init__(self, config: ServerConfig, reactor: Any, pool: CallbackPool,
                  hash_pool: CallbackPool, others: IResource | None = None) -> None:
@@ -147,7 +148,7 @@ class APIService(Service):
         if isinstance(outcome, Failure):
             self.running = False
             self._stop_background()
-        elif not self.running:  # stopped (a start that timed out) before the port was ready
+        elif self._stop_requested:  # a start that timed out was cancelled before this
             outcome.stopListening()
         else:
             self.port = outcome
@@ -176,6 +177,7 @@ class APIService(Service):
         closes) and none starts later: only callbacks already running get the grace period.
         """
         super().stopService()
+        self._stop_requested = True
         self.sweeper.stop()
         for pool in self._pools:
             pool.stop()
