@@ -19,7 +19,7 @@ from ._internals import (client_gone, handling_request, request_line, request_ve
                          waiting_for_transport)
 from ._logging import SafeLogger
 from ._proxies import ForwardedClient, ProxyPolicy
-from ._responses import raw_error, send_error
+from ._responses import close_after_response, raw_error, send_error
 from ._resource import RootResource
 
 
@@ -298,6 +298,27 @@ class APISite(server.Site):
             return None
         return self.resource.early_refusal(request, method, target,
                                            oversized=length is not None and length > cap)
+
+    def drain(self) -> None:
+        """Take no more requests: each connection closes once the answers it is owed are
+        written, and an idle one closes now."""
+        for channel in list(self.channels):
+            if channel.requests:
+                for request in channel.requests:
+                    if not request.startedWriting:
+                        close_after_response(request)
+            elif channel.transport is not None:
+                channel.transport.loseConnection()
+
+    def close_all(self) -> None:
+        """Close every connection now, cutting off those still waiting for a callback."""
+        for channel in list(self.channels):
+            if channel.transport is None:
+                continue
+            if channel.requests:
+                channel.transport.abortConnection()
+            else:
+                channel.transport.loseConnection()
 
     def log(self, request: server.Request) -> None:
         """No access log: the audit log is the user's logger."""

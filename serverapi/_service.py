@@ -25,7 +25,6 @@ from ._origins import OriginPolicy
 from ._passwords import CredentialStore
 from ._proxies import ProxyPolicy
 from ._resource import APIContext, RootResource
-from ._responses import close_after_response
 from ._sessions import LoginSession, SessionRegistry
 from ._sweep import SessionSweeper
 from ._throttle import LoginThrottle
@@ -185,13 +184,7 @@ class APIService(Service):
         if self.port is not None:
             stopped = self.port.stopListening() or succeed(None)
             self.port = None
-        for channel in list(self.site.channels):
-            if channel.requests:
-                for request in channel.requests:
-                    if not request.startedWriting:
-                        close_after_response(request)
-            else:
-                channel.transport.loseConnection()
+        self.site.drain()
         drained: Deferred[Any] = DeferredList([self.callbacks.idle(), self.hashing.idle()],
                                               consumeErrors=True)
         drained.addTimeout(self.config.shutdown_grace, self.reactor,
@@ -208,11 +201,7 @@ class APIService(Service):
     def _finish_stop(self) -> Deferred[Any]:
         """Close what is left (cutting requests still in a callback), let the workers go, and
         stop the metrics port last (so /healthz says 503 until the very end)."""
-        for channel in list(self.site.channels):
-            if channel.requests:
-                channel.transport.abortConnection()
-            else:
-                channel.transport.loseConnection()
+        self.site.close_all()
         self._stop_background()
         self.sessions.end_all("server stopped")
         return self.metrics.stop() if self.metrics is not None else succeed(None)
