@@ -9,6 +9,7 @@ from typing import Any
 
 from OpenSSL import SSL
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
@@ -29,6 +30,8 @@ MAX_LOGIN_BODY_BYTES = 64 * 1024
 # Bodies up to this size are read before the endpoint judges the request; larger or chunked
 # ones are judged from their headers first.
 EARLY_DECISION_BYTES = 64 * 1024
+# How long a stop waits for closing connections to send what they hold before aborting them.
+CLOSE_FLUSH_SECONDS = 2.0
 # Routing uses the whole path, so there are no segments; a tuple, so nothing can add any.
 _NO_SEGMENTS: Any = ()
 
@@ -239,7 +242,7 @@ class APIChannel(http.HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel_deadline()
-        self.site.channels.discard(self)
+        self.site.channel_closed(self)
         if reason.check(SSL.Error):
             peer, why = _peer(self), reason.getErrorMessage()
             self.site.logger.audit("tls_handshake_failed", "TLS handshake failed: peer=%s "
@@ -273,6 +276,8 @@ class APISite(server.Site):
         self.logger = logger
         self.proxies = proxies
         self.channels: set[APIChannel] = set()
+        self._reactor = reactor
+        self._closed_waiters: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: Any) -> APIChannel:
         channel = super().buildProtocol(addr)
@@ -311,14 +316,49 @@ class APISite(server.Site):
                 channel.transport.loseConnection()
 
     def close_all(self) -> None:
-        """Close every connection now, cutting off those still waiting for a callback."""
+        """Close every connection, cutting off those still waiting for a callback.
+
+        A closing connection still sends the answers it holds; L{when_closed} waits for that.
+        """
         for channel in list(self.channels):
             if channel.transport is None:
-                continue
-            if channel.requests:
+                self.channels.discard(channel)
+            elif channel.requests:
                 channel.transport.abortConnection()
             else:
                 channel.transport.loseConnection()
+
+    def when_closed(self, flush_timeout: float = CLOSE_FLUSH_SECONDS) -> Deferred[None]:
+        """Fire once every connection has closed, aborting after C{flush_timeout} seconds those
+        whose peer does not read what they hold.
+
+        A program about to end (the reactor thread dies with the interpreter, twistd stops the
+        reactor) waits for this, or answers already written may never leave the process.
+        """
+        closed: Deferred[None] = Deferred()
+        if not self.channels:
+            closed.callback(None)
+            return closed
+        self._closed_waiters.append(closed)
+        timer = self._reactor.callLater(flush_timeout, self._abort_all)
+        return closed.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
+
+    def _abort_all(self) -> None:
+        """Abort the connections that did not close in time, and stop waiting for them."""
+        for channel in list(self.channels):
+            if channel.transport is not None:
+                channel.transport.abortConnection()
+        waiters, self._closed_waiters = self._closed_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def channel_closed(self, channel: APIChannel) -> None:
+        """A connection closed: forget it, and tell a waiting stop when none is left."""
+        self.channels.discard(channel)
+        if not self.channels and self._closed_waiters:
+            waiters, self._closed_waiters = self._closed_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
 
     def log(self, request: server.Request) -> None:
         """No access log: the audit log is the user's logger."""

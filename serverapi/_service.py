@@ -33,7 +33,14 @@ from ._tls import WholeResponseTLSFactory
 from ._workers import CallbackPool, ThreadedCallbackPool
 
 HASH_THREADS = 2
-_PENDING = object()
+
+
+class _Failed:
+    """Why listening failed, kept as a value so the listening Deferred never holds an error
+    nobody handles."""
+
+    def __init__(self, failure: Failure) -> None:
+        self.failure = failure
 _REMOVED_USER = "user removed from the credentials"
 _NAMED_REMOVALS = 10  # removed usernames named in the log line
 
@@ -96,16 +103,18 @@ class APIService(Service):
             self.metrics = MetricsEndpoint(config.metrics_endpoint, reactor, self.serving,
                                            registry)
         self.port: IListeningPort | None = None
-        self._outcome: object = None
-        self._waiters: list[Deferred[IListeningPort]] = []
+        # Listening, once started: its result is the port, or a _Failed.
+        self._listening: Deferred[IListeningPort | _Failed] | None = None
 
     def privilegedStartService(self) -> None:
         """Listen now, raising at once when the endpoint fails synchronously (twistd's case)."""
         super().privilegedStartService()
         self._listen()
-        if isinstance(self._outcome, Failure):
-            failure, self._outcome = self._outcome, None
-            failure.raiseException()
+        failures: list[Failure] = []
+        self.whenListening().addErrback(failures.append)  # fires now if listening failed now
+        if failures:
+            self._listening = None  # startService may try again
+            failures[0].raiseException()
 
     def startService(self) -> None:
         """Open the access log, start the pools and the sweep, then listen unless that has
@@ -118,17 +127,16 @@ class APIService(Service):
         for pool in self._pools:
             pool.start()
         self.sweeper.start()
-        if self._outcome is None:
+        if self._listening is None:
             self._listen()
 
     def _listen(self) -> None:
         """Begin listening on the configured endpoint."""
-        self._outcome = _PENDING
         endpoint = serverFromString(self.reactor, self.config.endpoint)
-        listening = endpoint.listen(self.factory)
+        listening: Deferred[Any] = endpoint.listen(self.factory)
         if self.metrics is not None:
             listening.addCallback(self._listen_for_metrics)
-        listening.addBoth(self._listened)
+        self._listening = listening.addCallbacks(self._listened, self._not_listening)
 
     def _listen_for_metrics(self, port: IListeningPort) -> Deferred[IListeningPort]:
         """The API port listens: listen on the metrics endpoint too (or close the API port)."""
@@ -141,33 +149,40 @@ class APIService(Service):
 
         return self.metrics.listen().addCallbacks(lambda _: port, failed)
 
-    def _listened(self, outcome: IListeningPort | Failure) -> None:
-        """Record the listening port (or the failure) and tell whoever waits for it."""
-        self._outcome = outcome
-        if isinstance(outcome, Failure):
-            self.running = False
-            self._stop_background()
-        elif self._stop_requested:  # a start that timed out was cancelled before this
-            outcome.stopListening()
-        else:
-            self.port = outcome
-            self.config.log.info("serverapi listening on %s%s", outcome.getHost(),
-                                    " with TLS" if self.config.tls else "")
-            if self.metrics is not None and self.metrics.port is not None:
-                self.config.log.info("serverapi metrics on %s", self.metrics.port.getHost())
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.callback(outcome)
+    def _listened(self, port: IListeningPort) -> IListeningPort:
+        """The port listens: keep it (or close it, if a stop came first) and say so."""
+        if self._stop_requested:  # a start that timed out was cancelled before this
+            port.stopListening()
+            return port
+        self.port = port
+        self.config.log.info("serverapi listening on %s%s", port.getHost(),
+                             " with TLS" if self.config.tls else "")
+        if self.metrics is not None and self.metrics.port is not None:
+            self.config.log.info("serverapi metrics on %s", self.metrics.port.getHost())
+        return port
+
+    def _not_listening(self, failure: Failure) -> _Failed:
+        """Listening failed: stop what started, and keep the reason for whoever asks."""
+        self.running = False
+        self._stop_background()
+        return _Failed(failure)
 
     def whenListening(self) -> Deferred[IListeningPort]:
         """A Deferred for the listening port, failing if the server cannot listen."""
-        if self._outcome is _PENDING:
-            waiter: Deferred[IListeningPort] = Deferred()
-            self._waiters.append(waiter)
-            return waiter
-        if isinstance(self._outcome, Failure):
-            return fail(self._outcome)
-        return succeed(self._outcome)
+        if self._listening is None:
+            return fail(RuntimeError("the server has not been started"))
+        waiter: Deferred[IListeningPort] = Deferred()
+
+        def tell(outcome: IListeningPort | _Failed) -> IListeningPort | _Failed:
+            """Pass the outcome on to this waiter, and keep it for the next."""
+            if isinstance(outcome, _Failed):
+                waiter.errback(outcome.failure)
+            else:
+                waiter.callback(outcome)
+            return outcome
+
+        self._listening.addCallback(tell)
+        return waiter
 
     def stopService(self) -> Deferred[Any]:
         """Stop accepting, let callbacks finish within the grace period, then close everything.

@@ -205,6 +205,12 @@ class ThreadedAPIServer:
             stopped.wait()
 
     @staticmethod
+    def _stop(service: APIService) -> Any:
+        """On the reactor: stop the service, then wait until its connections have sent what
+        they hold (the program may end as soon as this returns)."""
+        return service.stopService().addCallback(lambda _: service.site.when_closed())
+
+    @staticmethod
     def _start(service: APIService) -> Any:
         """On the reactor: start the service and wait until it listens."""
         service.startService()
@@ -219,7 +225,7 @@ class ThreadedAPIServer:
             _refuse_on_reactor_thread()
             try:
                 _call_in_reactor(self._reactor, self._config.shutdown_grace + _START_TIMEOUT,
-                                 service.stopService)
+                                 self._stop, service)
             finally:
                 self._service = None
                 _RUNNING.discard(self)

@@ -347,6 +347,16 @@ class StartError(Exception):
 class DaemonServices(MultiService):
     """The daemon's services; a failure to listen becomes a one-line L{StartError}."""
 
+    def stopService(self) -> Any:
+        """Stop every service, then wait for the API's connections to send what they hold:
+        twistd stops the reactor next, which would drop answers still in a send buffer."""
+        stopping = super().stopService()
+        for child in self:
+            if isinstance(child, APIService):
+                site = child.site
+                stopping.addCallback(lambda _: site.when_closed())
+        return stopping
+
     def privilegedStartService(self) -> None:
         """Listen (as twistd does before dropping privileges), turning errors into one line."""
         try:

@@ -227,3 +227,36 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(server.service.invalidateUserSessions("alice"), 2)
         self.assertEqual(server.post("/communicate", {}, cookie=tokens[0]).code, 401)
         self.assertEqual(server.post("/communicate", {}, cookie=tokens[2]).code, 200)
+
+
+class WhenClosedTests(SynchronousTestCase):
+    """APISite.when_closed: a stop can wait for connections to send what they hold."""
+
+    def test_fires_when_the_last_connection_closes(self) -> None:
+        """It fires once every connection has closed, not before."""
+        server = MemoryServer()
+        first, _ = server.connect()
+        second, _ = server.connect()
+        closed = server.service.site.when_closed()
+        self.assertNoResult(closed)
+        first.connectionLost(Failure(ConnectionDone()))
+        self.assertNoResult(closed)
+        second.connectionLost(Failure(ConnectionDone()))
+        self.successResultOf(closed)
+        self.assertEqual([call for call in server.reactor.getDelayedCalls()
+                          if "_abort_all" in repr(call)], [])  # the abort timer is gone
+
+    def test_aborts_after_the_timeout(self) -> None:
+        """Connections whose peer does not read are aborted after the timeout."""
+        server = MemoryServer()
+        _, transport = server.connect()
+        closed = server.service.site.when_closed(2.0)
+        server.reactor.advance(1.9)
+        self.assertNoResult(closed)
+        server.reactor.advance(0.1)
+        self.successResultOf(closed)
+        self.assertTrue(transport.disconnecting)
+
+    def test_nothing_open(self) -> None:
+        """With no connection it fires at once."""
+        self.successResultOf(MemoryServer().service.site.when_closed())
