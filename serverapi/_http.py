@@ -42,6 +42,7 @@ class APIRequest(server.Request):
     _body_bytes = 0
     _body_cap = 0
     _forwarded: ForwardedClient | None = None
+    _api_path = True  # whether the target is the API's (set with the headers)
     # Our responses have a known length and standard headers: _responses writes them whole.
     writes_whole_responses = True
 
@@ -72,7 +73,8 @@ class APIRequest(server.Request):
         header themselves (they must see a duplicated C{sessionToken}, which
         C{received_cookies} hides).  Other resources of the site get Twisted's parsing."""
         _, target = request_line(self.channel)
-        if not self.channel.site.resource.is_api(target):
+        self._api_path = self.channel.site.resource.is_api(target)  # asked once per request
+        if not self._api_path:
             super().parseCookies()
 
     def getClientAddress(self) -> Any:
@@ -106,7 +108,7 @@ class APIRequest(server.Request):
         """Route on the exact path and render: C{server.Request.process} without the segment
         traversal (the routes are whole paths) and without a C{Server} header."""
         site = self.site = self.channel.site
-        if not site.resource.is_api(self.path):
+        if not self._api_path:
             super().process()  # another resource of the site: Twisted's traversal and headers
             return
         self.prepath = self.postpath = _NO_SEGMENTS
