@@ -241,8 +241,10 @@ def stop_waits_for_callback() -> Any:
     worker = threading.Thread(
         target=lambda: answer.append(post(connection, "/communicate", {"sleep": 0.5}, token)[0]))
     worker.start()
+    # Running, not merely queued: a worker has claimed it (queued ones are dropped at stop).
     wait_for(lambda: bool(server.getSessions()) and server._service is not None
-             and server._service.callbacks.in_flight == 1)
+             and server._service.callbacks.in_flight == 1
+             and not server._service.callbacks.waiting)
     started = time.monotonic()
     server.stopAPIServer()
     took = time.monotonic() - started
@@ -264,7 +266,8 @@ def stuck_callback_does_not_hang_stop() -> Any:
     connection, token = session(server.port)
     connection.request("POST", "/communicate", "{}",
                        {"Cookie": f"sessionToken={token}", **JSON_HEADERS})
-    wait_for(lambda: server._service is not None and server._service.callbacks.in_flight == 1)
+    wait_for(lambda: server._service is not None and server._service.callbacks.in_flight == 1
+             and not server._service.callbacks.waiting)  # claimed by a worker: running
     started = time.monotonic()
     server.stopAPIServer()
     took = time.monotonic() - started
