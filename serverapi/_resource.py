@@ -139,12 +139,10 @@ class _Endpoint(Resource):
                 for name, value in origins.cors_headers(origin):
                     request.responseHeaders.setRawHeaders(name, [value])
         method = request.method
-        if method == b"POST" and not origins.refuses(request) and _content_type_allowed(request):
-            return self.handle(request)
         if method == b"OPTIONS" and request.requestHeaders.hasHeader(b"origin"):
             return self._preflight(request, origin)
         refusal = self._refusal(request, method, oversized=False)
-        if refusal is None:  # unreachable: the checks above passed only when this finds none
+        if refusal is None:
             return self.handle(request)
         code, message, _ = refusal
         if code == 405:
