@@ -34,12 +34,11 @@ class Deadlines(Generic[K]):
             self._timer = self._clock.callLater(self._delay, self._expire)
 
     def discard(self, key: K) -> bool:
-        """Stop C{key}'s deadline; return whether it was still running."""
-        return self._due.pop(key, None) is not None
+        """Stop C{key}'s deadline; return whether it was still running.
 
-    def claim(self, key: K) -> bool:
-        """L{discard}, safe from any thread: a single dict pop, atomic, so when a worker claims
-        a key while the reactor expires it, exactly one of them gets it."""
+        Safe from any thread: a single dict pop, atomic, so when a worker takes a key while
+        the reactor expires it, exactly one of them gets it.
+        """
         return self._due.pop(key, None) is not None
 
     def clear(self) -> None:
@@ -52,7 +51,7 @@ class Deadlines(Generic[K]):
     def _expire(self) -> None:
         """Expire every key that is due, then wait for the next one.
 
-        Other threads may L{claim} keys meanwhile, so every read tolerates a key gone missing.
+        Other threads may L{discard} keys meanwhile, so every read tolerates a key gone missing.
         """
         self._timer = None
         due = self._due

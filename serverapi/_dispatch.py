@@ -63,7 +63,7 @@ class Job:
         reactor and the worker race for it; exactly one wins).
         """
         dispatcher = self.dispatcher
-        if not (self.wanted() and dispatcher.waiting.claim(self)):
+        if not (self.wanted() and dispatcher.waiting.discard(self)):
             return False
         self.started_at = dispatcher._clock.seconds()
         return True
@@ -137,7 +137,7 @@ class Dispatcher:
         The deadline counts from the start of the run, which the reactor learns only now: a
         job that started late gets the rest of its time on a timer of its own.
         """
-        if self.waiting.claim(job):  # it never started (the queue allows more than the run)
+        if self.waiting.discard(job):  # it never started (the queue allows more than the run)
             job.overloaded()
             return
         started = job.started_at
@@ -181,7 +181,7 @@ class Dispatcher:
         """
         self.in_flight -= 1
         try:
-            self.waiting.claim(job)
+            self.waiting.discard(job)
             if self._cancel_run_deadline(job) and job.wanted():
                 job.expired()
         finally:

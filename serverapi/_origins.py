@@ -118,6 +118,17 @@ class OriginPolicy:
                     return False
         return self.allowed_origin(headers) is None
 
+    def allow(self, request: IRequest) -> bytes | None:
+        """Put the CORS headers on the response when the request's origin is allowed; return
+        that origin (C{None} at once without C{cors_origins})."""
+        if not self.cors_origins:
+            return None
+        origin = self.allowed_origin(request.requestHeaders)
+        if origin is not None:
+            for name, value in self.cors_headers(origin):
+                request.responseHeaders.setRawHeaders(name, [value])
+        return origin
+
     @staticmethod
     def cors_headers(origin: bytes) -> list[tuple[bytes, bytes]]:
         """The headers every response to an allowed origin carries."""

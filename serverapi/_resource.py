@@ -132,12 +132,7 @@ class _Endpoint(Resource):
     def render(self, request: IRequest) -> Any:
         """Answer preflights, refuse what the contract refuses (405, 403, 415), else handle."""
         origins = self._context.origins
-        origin = None
-        if origins.cors_origins:
-            origin = origins.allowed_origin(request.requestHeaders)
-            if origin is not None:
-                for name, value in origins.cors_headers(origin):
-                    request.responseHeaders.setRawHeaders(name, [value])
+        origin = origins.allow(request)
         method = request.method
         if method == b"OPTIONS" and request.requestHeaders.hasHeader(b"origin"):
             return self._preflight(request, origin)
@@ -477,10 +472,7 @@ class NotFoundResource(Resource):
 
     def render(self, request: IRequest) -> Any:
         """Answer 404 in JSON (readable by an allowed origin)."""
-        origin = self._origins.allowed_origin(request.requestHeaders)
-        if origin is not None:
-            for name, value in self._origins.cors_headers(origin):
-                request.responseHeaders.setRawHeaders(name, [value])
+        self._origins.allow(request)
         send_error(request, 404, "Not found.")
         return NOT_DONE_YET
 
