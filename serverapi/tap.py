@@ -14,7 +14,7 @@ from typing import Any
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
-from twisted.logger import Logger
+from twisted.logger import Logger, LoggingFile
 from twisted.python import usage
 
 from ._config import (COOKIE_LEVELS, DEFAULT_ENDPOINT, DEFAULTS, NUMBERS, ServerConfig,
@@ -364,32 +364,38 @@ class DaemonServices(MultiService):
         except CannotListenError as error:
             reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
             where = f"{error.interface or '*'}:{error.port}"
-            _print_start_errors_briefly()
-            raise StartError(f"cannot listen on {where}: {reason}") from None
+            raise _start_error(f"cannot listen on {where}: {reason}") from None
         except Exception as error:
-            _print_start_errors_briefly()
-            raise StartError(" ".join(str(error).split()) or type(error).__name__) from None
+            raise _start_error(" ".join(str(error).split()) or type(error).__name__) from None
 
 
-def _print_start_errors_briefly() -> None:
-    """Make the process print a L{StartError} that reaches the top as its message alone.
+def _start_error(message: str) -> StartError:
+    """A L{StartError} whose message the process prints as one line, without a traceback.
 
     twistd lets an error of C{privilegedStartService} propagate (after reporting it to the
     parent in daemon mode and removing the pidfile), so in C{--nodaemon} mode Python would
-    print a traceback of some forty lines for a busy port.  Set only when the daemon is about
-    to fail: the process is the daemon's.
+    print a traceback of some forty lines for a busy port: an exception hook prints the line
+    instead.  Daemonized, standard error is twistd's log and the parent exits as soon as the
+    child reports the failure, so the line is logged now, before that report.  Set only when
+    the daemon is about to fail: the process is the daemon's.
     """
+    line = f"serverapi: {message}\n"
+    printed_to_log = isinstance(sys.stderr, LoggingFile)
+    if printed_to_log:
+        sys.stderr.write(line)
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], value: BaseException,
              traceback: TracebackType | None) -> None:
         """Print a StartError as one line; anything else as before."""
         if isinstance(value, StartError):
-            sys.stderr.write(f"serverapi: {value}\n")
+            if not printed_to_log:
+                sys.stderr.write(line)
             return
         previous(kind, value, traceback)
 
     sys.excepthook = hook
+    return StartError(message)
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
