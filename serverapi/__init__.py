@@ -6,6 +6,7 @@ from ._config import ServerConfig
 from ._passwords import hashPassword
 from ._service import APIService, makeAPIService
 from ._sessions import LoginSession
+from ._store import SessionStoreUnavailable
 from ._threaded import ThreadedAPIServer
 from ._tls import TLSFiles
 from ._workers import CallbackPool, PoolJob, ThreadedCallbackPool
@@ -21,6 +22,7 @@ __all__ = [
     "LoginSession",
     "PoolJob",
     "ServerConfig",
+    "SessionStoreUnavailable",
     "TLSFiles",
     "ThreadedAPIServer",
     "ThreadedCallbackPool",

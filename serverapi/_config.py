@@ -16,6 +16,7 @@ from ._logging import SafeLogger
 from ._origins import parse_cors_origins
 from ._passwords import CredentialStore
 from ._proxies import parse_trusted_proxies
+from ._store_address import DEFAULT_PREFIX, StoreAddress, check_prefix, parse_store_url
 
 if TYPE_CHECKING:
     from ._sessions import LoginSession
@@ -89,6 +90,14 @@ def metrics_available() -> bool:
         return False
 
 
+def redis_available() -> bool:
+    """Whether the optional C{txredisapi} (the C{serverapi[redis]} extra) is installed."""
+    try:
+        return importlib.util.find_spec("txredisapi") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def endpoint_for(host: str, port: int) -> str:
     """Return the Twisted endpoint description that listens on C{host}:C{port} over TCP.
 
@@ -141,10 +150,14 @@ class ServerConfig:
     trusted_proxies: Sequence[str] = _keyword(())
     access_log: str | None = _keyword(None)
     metrics_endpoint: str | None = _keyword(None)
+    session_store: str | None = _keyword(None)
+    session_store_prefix: str = _keyword(DEFAULT_PREFIX)
     # The store of C{credentials}, the start-up credentials.  A running server checks logins
     # against its own current store (APIService.credentials), which setCredentials replaces.
     credential_store: CredentialStore = field(init=False, repr=False, compare=False)
     log: SafeLogger = field(init=False, repr=False, compare=False)
+    # Where the shared session store is (from session_store), or None for memory.
+    session_store_address: StoreAddress | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         frozen = check_credentials(self.credentials)
@@ -179,6 +192,11 @@ class ServerConfig:
         if self.metrics_endpoint is not None and not metrics_available():
             raise ValueError("metrics_endpoint needs prometheus_client: install "
                              "'serverapi[metrics]'")
+        address = None if self.session_store is None else parse_store_url(self.session_store)
+        object.__setattr__(self, "session_store_address", address)
+        check_prefix(self.session_store_prefix)
+        if address is not None and not redis_available():
+            raise ValueError("session_store needs txredisapi: install 'serverapi[redis]'")
 
     @property
     def max_body_bytes(self) -> int:

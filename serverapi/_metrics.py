@@ -60,7 +60,7 @@ class ServerCollector:
             logins.add_metric([outcome], seen.get(outcome, 0))
         yield logins
         yield GaugeMetricFamily("serverapi_sessions", "Live sessions.",
-                                value=len(service.sessions))
+                                value=service.sessions.live_count())
         waiting = len(service.callbacks.waiting)
         yield GaugeMetricFamily(
             "serverapi_callbacks_running", "Request callbacks a worker has taken and not yet "

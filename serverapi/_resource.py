@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
@@ -21,8 +23,8 @@ from ._json import BadJSON, encode, parse_object
 from ._logging import describe_exception, loggable_username
 from ._origins import OriginPolicy
 from ._responses import send, send_empty, send_error
-from ._sessions import LoginSession, SessionRegistry, SessionTableFull
-from ._throttle import LoginThrottle
+from ._sessions import LoginSession, SessionTableFull
+from ._store import Maybe, SessionStore, SessionStoreUnavailable, Throttle
 from ._tls import peer_certificate_subject
 
 COOKIE_NAME = b"sessionToken"
@@ -49,8 +51,8 @@ class APIContext:
     credentials (which a reload replaces)."""
 
     config: ServerConfig
-    sessions: SessionRegistry
-    throttle: LoginThrottle
+    sessions: SessionStore
+    throttle: Throttle
     callbacks: Dispatcher
     hashing: Dispatcher
     origins: OriginPolicy
@@ -167,7 +169,9 @@ class _Endpoint(Resource):
         refusal = self._refusal(request, method, oversized=oversized)
         if refusal is None and self.checks_token_early:
             token = session_cookie(request)
-            if not (isinstance(token, str) and self._context.sessions.registered(token)):
+            # A shared store cannot tell without a round trip (None): the body is read.
+            known = isinstance(token, str) and self._context.sessions.registered(token)
+            if known is False:
                 origin = self._context.origins.allowed_origin(request.requestHeaders)
                 return _refusal(401, "Invalid session token.", origin)
         return refusal
@@ -185,6 +189,34 @@ class _Endpoint(Resource):
     def handle(self, request: IRequest) -> Any:
         """Answer a well-formed POST."""
         raise NotImplementedError()
+
+    def _after(self, result: Maybe[Any], then: Any, request: IRequest, *args: Any) -> None:
+        """Go on with C{then(result, request, *args)}: now, or once the store answers (if the
+        client still waits); a store that cannot answer gets the client a 503."""
+        if isinstance(result, Deferred):
+            result.addCallback(self._resume, then, request, args)
+            result.addErrback(self._store_failed, request)
+        else:
+            then(result, request, *args)
+
+    @staticmethod
+    def _resume(result: Any, then: Any, request: IRequest, args: tuple[Any, ...]) -> None:
+        """The store answered: go on unless the client left."""
+        if not client_gone(request):
+            then(result, request, *args)
+
+    def _store_failed(self, failure: Failure, request: IRequest) -> None:
+        """The store could not answer (503), or what followed its answer failed (500)."""
+        if client_gone(request) or getattr(request, "finished", False):
+            return
+        if failure.check(SessionStoreUnavailable):
+            request.setHeader(b"Retry-After", RETRY_AFTER_BUSY)
+            send_error(request, 503, "Session store unavailable. Try again later.")
+            return
+        send_error(request, 500, "Internal server error.", close=True)
+        self._context.config.log.error("Answering a request failed",
+                                       exc_info=(failure.type, failure.value,
+                                                 failure.getTracebackObject()))
 
     def _expire_cookie(self, request: IRequest) -> None:
         """Tell the client to drop its session cookie."""
@@ -210,34 +242,53 @@ class LoginResource(_Endpoint):
                        close=True)
             return NOT_DONE_YET
         peer = peer_host(request)
-        wait = context.throttle.retry_after(username, peer)
+        self._after(context.throttle.retry_after(username, peer), self._throttle_checked,
+                    request, username, password, peer)
+        return NOT_DONE_YET
+
+    def _throttle_checked(self, wait: float, request: IRequest, username: str, password: str,
+                          peer: str) -> None:
+        """Refuse a throttled attempt (429); else end the presented session and go on."""
+        context = self._context
         if wait > 0:
             request.setHeader(b"Retry-After", b"%d" % max(1, math.ceil(wait)))
             send_error(request, 429, "Too many failed logins. Try again later.", close=True)
             context.config.log.audit("login_throttled", "Login throttled: user=%s peer=%s",
                                      loggable_username(username), peer, user=username,
                                      peer=peer, level=logging.WARNING)
-            return NOT_DONE_YET
-        self._end_presented_session(request)
+            return
+        self._after(self._end_presented_session(request), self._check_password, request,
+                    username, password, peer)
+
+    def _check_password(self, _: object, request: IRequest, username: str, password: str,
+                        peer: str) -> None:
+        """Check the password: here if it is cheap, else in the hash pool."""
+        context = self._context
         store = context.credentials.store
         if not store.is_slow(username):
             self._finish(request, username, peer, store.verify(username, password))
-            return NOT_DONE_YET
+            return
         if context.hashing.full():
             request.setHeader(b"Retry-After", RETRY_AFTER_BUSY)
             send_error(request, 503, "Server busy. Try again later.", close=True)
-            return NOT_DONE_YET
+            return
         context.hashing.run(_PasswordCheck(self, request, username, password, peer))
-        return NOT_DONE_YET
 
-    def _end_presented_session(self, request: IRequest) -> None:
+    def _end_presented_session(self, request: IRequest) -> Maybe[object]:
         """A login ends the session whose cookie it carries: tokens are never reused."""
         token = session_cookie(request)
-        if isinstance(token, str):
-            sessions = self._context.sessions
-            old = sessions.find(token)
-            if old is not None:
-                sessions.end(old, "replaced by a new login")
+        if not isinstance(token, str):
+            return None
+        found = self._context.sessions.find(token)
+        if isinstance(found, Deferred):
+            return found.addCallback(self._replace)
+        return self._replace(found)
+
+    def _replace(self, old: LoginSession | None) -> Maybe[object]:
+        """End the session a new login replaces."""
+        if old is None:
+            return None
+        return self._context.sessions.end(old, "replaced by a new login")
 
     def _hashed_result(self, request: IRequest, username: str, peer: str, ok: bool,
                        value: Any) -> None:
@@ -251,34 +302,63 @@ class LoginResource(_Endpoint):
         self._finish(request, username, peer, verified)
 
     def _finish(self, request: IRequest, username: str, peer: str, verified: bool) -> None:
-        """Answer 200 with a new session cookie, or 401; log once the answer is written."""
+        """Count a failure and answer 401, or start a session."""
         context = self._context
-        log = context.config.log
-        shown = loggable_username(username)
         if not verified:
-            context.throttle.failed(username, peer)
-            send_error(request, 401, "Invalid credentials.", close=True)
-            log.audit("login_failed", "Login failed: user=%s peer=%s", shown, peer,
-                      user=username, peer=peer, reason="invalid credentials",
-                      level=logging.WARNING)
+            self._after(context.throttle.failed(username, peer), self._refuse, request,
+                        username, peer)
             return
         try:
-            session = context.sessions.create(
+            created = context.sessions.create(
                 username, peer, peer_certificate_subject(request) if request.isSecure() else None)
         except SessionTableFull:
-            send_error(request, 503, "Too many sessions. Try again later.", close=True)
-            log.audit("login_refused", "Login refused, session table full: user=%s peer=%s",
-                      shown, peer, user=username, peer=peer, reason="session table full",
-                      level=logging.WARNING)
+            self._table_full(request, username, peer)
             return
-        context.throttle.succeeded(username, peer)
+        if isinstance(created, Deferred):
+            created.addErrback(self._full_store, request, username, peer)
+        self._after(created, self._logged_in, request, username, peer)
+
+    def _refuse(self, _: object, request: IRequest, username: str, peer: str) -> None:
+        """Answer 401 (the failure is counted); log once the answer is written."""
+        send_error(request, 401, "Invalid credentials.", close=True)
+        self._context.config.log.audit(
+            "login_failed", "Login failed: user=%s peer=%s", loggable_username(username), peer,
+            user=username, peer=peer, reason="invalid credentials", level=logging.WARNING)
+
+    def _full_store(self, failure: Failure, request: IRequest, username: str,
+                    peer: str) -> Failure | None:
+        """A shared store at C{max_sessions}: answered here, as in memory."""
+        if not failure.check(SessionTableFull):
+            return failure
+        if not client_gone(request):
+            self._table_full(request, username, peer)
+        return None
+
+    def _table_full(self, request: IRequest, username: str, peer: str) -> None:
+        """Answer 503: no room for another session."""
+        send_error(request, 503, "Too many sessions. Try again later.", close=True)
+        self._context.config.log.audit(
+            "login_refused", "Login refused, session table full: user=%s peer=%s",
+            loggable_username(username), peer, user=username, peer=peer,
+            reason="session table full", level=logging.WARNING)
+
+    def _logged_in(self, session: LoginSession | None, request: IRequest, username: str,
+                   peer: str) -> None:
+        """Answer 200 with the new session's cookie; log once the answer is written."""
+        if session is None:  # the store was full, and that is answered
+            return
+        context = self._context
+        cleared = context.throttle.succeeded(username, peer)
+        if isinstance(cleared, Deferred):
+            cleared.addErrback(lambda _: None)  # the failures age out of the window anyway
         request.responseHeaders.addRawHeader(
             b"Set-Cookie", _cookie_header(session.session_token, context.config,
                                           request.isSecure(), expire=False))
         send(request, 200, _LOGIN_OK)
-        log.audit("login", "Login: user=%s peer=%s token_sha256=%s", shown, peer,
-                  session.hashed_session_token, user=username, peer=peer,
-                  token_sha256=session.hashed_session_token)
+        context.config.log.audit("login", "Login: user=%s peer=%s token_sha256=%s",
+                                 loggable_username(username), peer,
+                                 session.hashed_session_token, user=username, peer=peer,
+                                 token_sha256=session.hashed_session_token)
 
 
 class LogoutResource(_Endpoint):
@@ -290,15 +370,24 @@ class LogoutResource(_Endpoint):
         if token is None:
             send_error(request, 400, "Session token required.")
             return NOT_DONE_YET
-        sessions = self._context.sessions
-        session = None if token is DUPLICATE else sessions.find(str(token))
-        if session is None:
+        if token is DUPLICATE:
             send_error(request, 401, "Invalid session token.")
             return NOT_DONE_YET
-        sessions.end(session, "logout", event="logout")
+        self._after(self._context.sessions.find(str(token)), self._end, request)
+        return NOT_DONE_YET
+
+    def _end(self, session: LoginSession | None, request: IRequest) -> None:
+        """End the session the cookie names (401 if there is none)."""
+        if session is None:
+            send_error(request, 401, "Invalid session token.")
+            return
+        self._after(self._context.sessions.end(session, "logout", event="logout"),
+                    self._ended, request)
+
+    def _ended(self, _: object, request: IRequest) -> None:
+        """The session ended: expire the cookie and say so."""
         self._expire_cookie(request)
         send(request, 200, _LOGOUT_OK)
-        return NOT_DONE_YET
 
 
 class CommunicateResource(_Endpoint):
@@ -308,23 +397,25 @@ class CommunicateResource(_Endpoint):
 
     def handle(self, request: IRequest) -> Any:
         """Authenticate, parse, then run the callback in the pool."""
-        context = self._context
         token = session_cookie(request)
-        session = None
-        if isinstance(token, str):
-            session = context.sessions.find(token)
-        if session is None:
+        if not isinstance(token, str):
             send_error(request, 401, "Invalid session token.")
             return NOT_DONE_YET
-        context.sessions.touch(session)
+        self._after(self._context.sessions.authenticate(token), self._authenticated, request)
+        return NOT_DONE_YET
+
+    def _authenticated(self, session: LoginSession | None, request: IRequest) -> None:
+        """Parse the body of an authenticated request and hand it to a worker."""
+        if session is None:
+            send_error(request, 401, "Invalid session token.")
+            return
         try:
             data = parse_object(request.content.read())
         except BadJSON as error:
             send_error(request, 400, str(error))
-            return NOT_DONE_YET
+            return
         _release_input(request)
-        context.callbacks.run(_Exchange(self, request, session, data))
-        return NOT_DONE_YET
+        self._context.callbacks.run(_Exchange(self, request, session, data))
 
     def _answer(self, request: IRequest, session: LoginSession, ok: bool, value: Any) -> None:
         """Write the callback's answer (or a 500) and apply force_close / force_logout."""
@@ -340,12 +431,19 @@ class CommunicateResource(_Endpoint):
                 level=logging.ERROR, exc_info=value)
             return
         force_close, force_logout, body = value
-        if force_logout:
-            context.sessions.end(session, "force_logout by request_callback")
+        if not force_logout:
+            if not client_gone(request):
+                send(request, 200, body, close=force_close)
+            return
+        # The answer waits until the session has ended everywhere.
+        self._after(context.sessions.end(session, "force_logout by request_callback"),
+                    self._logged_out, request, body, force_close)
+
+    def _logged_out(self, _: object, request: IRequest, body: bytes, force_close: bool) -> None:
+        """The session the callback logged out has ended: answer, expiring the cookie."""
         if client_gone(request):
             return
-        if force_logout:
-            self._expire_cookie(request)
+        self._expire_cookie(request)
         send(request, 200, body, close=force_close)
 
 

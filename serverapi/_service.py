@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import (Deferred, DeferredList, fail, gatherResults, maybeDeferred,
+                                    succeed)
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.python.failure import Failure
@@ -24,8 +25,10 @@ from ._observe import ObservedSite
 from ._origins import OriginPolicy
 from ._passwords import CredentialStore
 from ._proxies import ProxyPolicy
+from ._redis_store import LeasedSweeper, RedisStore, RedisThrottle
 from ._resource import APIContext, RootResource
 from ._sessions import LoginSession, SessionRegistry
+from ._store import Maybe, SessionStore, Throttle
 from ._sweep import SessionSweeper
 from ._throttle import LoginThrottle
 from ._timing import TimedDispatcher, TimedSweeper
@@ -59,11 +62,21 @@ class APIService(Service):
         self.credentials = Credentials(config.credential_store)
         # Counted only with metrics: a server without them runs the plain parts below.
         self.counts = Counts() if config.metrics_endpoint is not None else None
-        self.sessions = SessionRegistry(
-            now=reactor.seconds, logger=config.log,
-            validity_callback=config.session_validity_callback,
-            max_sessions=config.max_sessions, max_sessions_per_user=config.max_sessions_per_user,
-            idle_timeout=config.session_idle_timeout, max_age=config.session_max_age)
+        self.sessions: SessionStore
+        throttle: Throttle
+        if config.session_store_address is None:
+            self.sessions = SessionRegistry(
+                now=reactor.seconds, logger=config.log,
+                validity_callback=config.session_validity_callback,
+                max_sessions=config.max_sessions,
+                max_sessions_per_user=config.max_sessions_per_user,
+                idle_timeout=config.session_idle_timeout, max_age=config.session_max_age)
+            throttle = LoginThrottle(now=reactor.seconds, attempts=config.login_attempts,
+                                     window=config.login_window)
+        else:
+            store = self.sessions = RedisStore(config, reactor)
+            throttle = RedisThrottle(store, attempts=config.login_attempts,
+                                     window=config.login_window)
         dispatching: dict[str, Any] = dict(
             queue_timeout=config.effective_queue_timeout, run_timeout=config.callback_timeout,
             hold_after=config.max_threads + config.max_queued_requests)
@@ -74,8 +87,6 @@ class APIService(Service):
                                   queue_timeout=config.effective_queue_timeout,
                                   run_timeout=config.callback_timeout,
                                   capacity=HASH_THREADS + config.max_queued_requests)
-        throttle = LoginThrottle(now=reactor.seconds, attempts=config.login_attempts,
-                                 window=config.login_window)
         context = APIContext(config, self.sessions, throttle, self.callbacks, self.hashing,
                              OriginPolicy(config.cors_origins), self.credentials)
         self.root = RootResource(context, others)
@@ -92,9 +103,15 @@ class APIService(Service):
         self.factory: IProtocolFactory = self.site
         if config.tls is not None:
             self.factory = WholeResponseTLSFactory(config.tls, self.site)
-        sweeping = (self.sessions, reactor, config.session_check_interval, config.log)
-        self.sweeper = (SessionSweeper(*sweeping) if self.counts is None else
-                        TimedSweeper(*sweeping, histogram=self.counts.sweep_seconds))
+        self.sweeper: SessionSweeper | LeasedSweeper
+        histogram = None if self.counts is None else self.counts.sweep_seconds
+        if isinstance(self.sessions, SessionRegistry):
+            sweeping = (self.sessions, reactor, config.session_check_interval, config.log)
+            self.sweeper = (SessionSweeper(*sweeping) if histogram is None else
+                            TimedSweeper(*sweeping, histogram=histogram))
+        else:
+            self.sweeper = LeasedSweeper(self.sessions, reactor, config.session_check_interval,
+                                         config.log, histogram=histogram)
         self.metrics: MetricsEndpoint | None = None
         if config.metrics_endpoint is not None and self.counts is not None:
             from ._metrics import ServerCollector, server_registry
@@ -107,9 +124,13 @@ class APIService(Service):
         self._listening: Deferred[IListeningPort | _Failed] | None = None
 
     def privilegedStartService(self) -> None:
-        """Listen now, raising at once when the endpoint fails synchronously (twistd's case)."""
+        """Listen now, raising at once when the endpoint fails synchronously (twistd's case).
+
+        With a shared session store, the connection to it is made once the reactor runs (the
+        daemon checks that the store answers before this, see L{serverapi.tap}).
+        """
         super().privilegedStartService()
-        self._listen()
+        self._listen(store_first=False)
         failures: list[Failure] = []
         self.whenListening().addErrback(failures.append)  # fires now if listening failed now
         if failures:
@@ -126,17 +147,40 @@ class APIService(Service):
             self.config.log.warning("%s", warning)
         for pool in self._pools:
             pool.start()
-        self.sweeper.start()
+        if not self.sessions.shared:  # a shared store's sweep starts once it is connected
+            self.sweeper.start()
         if self._listening is None:
-            self._listen()
+            self._listen(store_first=True)
 
-    def _listen(self) -> None:
-        """Begin listening on the configured endpoint."""
+    def _listen(self, *, store_first: bool) -> None:
+        """Begin listening on the configured endpoint; with a shared session store, connect to
+        it too (first, unless the port must be bound now), failing if it cannot be reached."""
         endpoint = serverFromString(self.reactor, self.config.endpoint)
-        listening: Deferred[Any] = endpoint.listen(self.factory)
+        listening: Deferred[Any]
+        if not self.sessions.shared:
+            listening = endpoint.listen(self.factory)
+        elif store_first:
+            listening = self.sessions.connect()  # type: ignore[attr-defined]
+            listening.addCallback(lambda _: endpoint.listen(self.factory))
+        else:
+            connecting: Deferred[Any] = self.sessions.connect()  # type: ignore[attr-defined]
+            listening = endpoint.listen(self.factory)
+            listening.addCallback(self._when_connected, connecting)
         if self.metrics is not None:
             listening.addCallback(self._listen_for_metrics)
         self._listening = listening.addCallbacks(self._listened, self._not_listening)
+
+    @staticmethod
+    def _when_connected(port: IListeningPort, connecting: Deferred[Any]
+                        ) -> Deferred[IListeningPort]:
+        """The port listens: wait for the store's connection too (closing the port if the
+        store cannot be reached)."""
+        def failed(failure: Failure) -> Failure:
+            """The store is unreachable: close the port, pass the failure on."""
+            port.stopListening()
+            return failure
+
+        return connecting.addCallbacks(lambda _: port, failed)
 
     def _listen_for_metrics(self, port: IListeningPort) -> Deferred[IListeningPort]:
         """The API port listens: listen on the metrics endpoint too (or close the API port)."""
@@ -155,6 +199,8 @@ class APIService(Service):
             port.stopListening()
             return port
         self.port = port
+        if self.sessions.shared:
+            self.sweeper.start()
         self.config.log.info("serverapi listening on %s%s", port.getHost(),
                              " with TLS" if self.config.tls else "")
         if self.metrics is not None and self.metrics.port is not None:
@@ -165,6 +211,9 @@ class APIService(Service):
         """Listening failed: stop what started, and keep the reason for whoever asks."""
         self.running = False
         self._stop_background()
+        self.sweeper.stop()
+        if self.sessions.shared:
+            self.sessions.stop()
         return _Failed(failure)
 
     def whenListening(self) -> Deferred[IListeningPort]:
@@ -192,7 +241,7 @@ class APIService(Service):
         """
         super().stopService()
         self._stop_requested = True
-        self.sweeper.stop()
+        sweep_stopped = self.sweeper.stop()
         for pool in self._pools:
             pool.stop()
         stopped: Deferred[Any] = succeed(None)
@@ -204,7 +253,8 @@ class APIService(Service):
                                               consumeErrors=True)
         drained.addTimeout(self.config.shutdown_grace, self.reactor,
                            onTimeoutCancel=self._grace_over)
-        done: Deferred[Any] = DeferredList([stopped, drained], consumeErrors=True)
+        done: Deferred[Any] = DeferredList([stopped, drained, maybeDeferred(lambda: sweep_stopped)],
+                                           consumeErrors=True)
         return done.addCallback(lambda _: self._finish_stop())
 
     def _grace_over(self, result: object, timeout: float) -> None:
@@ -218,8 +268,10 @@ class APIService(Service):
         stop the metrics port last (so /healthz says 503 until the very end)."""
         self.site.close_all()
         self._stop_background()
-        self.sessions.end_all("server stopped")
-        return self.metrics.stop() if self.metrics is not None else succeed(None)
+        closed = DeferredList([maybeDeferred(self.sessions.stop),
+                               self.metrics.stop() if self.metrics is not None else succeed(None)],
+                              consumeErrors=True)
+        return closed
 
     def _stop_background(self) -> None:
         """Stop the sweep, the workers (a second stop is harmless) and the deadline timers."""
@@ -234,19 +286,26 @@ class APIService(Service):
 
     def serving(self) -> bool:
         """Whether the server is serving: started, listening, and not stopping."""
-        return bool(self.running) and self.port is not None
+        return bool(self.running) and self.port is not None and self.sessions.reachable()
 
-    def setCredentials(self, credentials: Mapping[str, str] | CredentialStore) -> int:
+    def setCredentials(self, credentials: Mapping[str, str] | CredentialStore) -> Maybe[int]:
         """Replace the credentials as a whole (call on the reactor thread).
 
         Logins from now on are checked against the new ones; every session of a user who is no
         longer in them ends.  Bad credentials raise C{TypeError}/C{ValueError} and change
-        nothing.  Returns how many sessions ended.
+        nothing.  Returns how many sessions ended (with a shared store, a Deferred of it).
         """
         store = (credentials if isinstance(credentials, CredentialStore)
                  else CredentialStore(check_credentials(credentials)))
         removed = sorted(self.credentials.replace(store))
-        ended = sum(self.sessions.end_user(username, _REMOVED_USER) for username in removed)
+        endings = [self.sessions.end_user(username, _REMOVED_USER) for username in removed]
+        if self.sessions.shared:
+            return gatherResults(endings).addCallback(
+                lambda counts: self._replaced(store, removed, sum(counts)))
+        return self._replaced(store, removed, sum(endings))  # type: ignore[arg-type]
+
+    def _replaced(self, store: CredentialStore, removed: list[str], ended: int) -> int:
+        """Log a replacement of the credentials; return how many sessions it ended."""
         named = ", ".join(map(loggable_username, removed[:_NAMED_REMOVALS]))
         if len(removed) > _NAMED_REMOVALS:
             named += ", …"
@@ -264,12 +323,14 @@ class APIService(Service):
         if self.access_log is not None:
             self.access_log.reopen()
 
-    def getSessions(self) -> list[LoginSession]:
-        """A snapshot of the live sessions (call on the reactor thread)."""
+    def getSessions(self) -> Maybe[list[LoginSession]]:
+        """A snapshot of the live sessions (call on the reactor thread); with a shared store,
+        every session in it, as a Deferred."""
         return self.sessions.snapshot()
 
-    def invalidateUserSessions(self, username: str) -> int:
-        """End every session of C{username}; return how many (call on the reactor thread)."""
+    def invalidateUserSessions(self, username: str) -> Maybe[int]:
+        """End every session of C{username}; return how many (call on the reactor thread;
+        with a shared store, a Deferred of it)."""
         return self.sessions.end_user(username)
 
 

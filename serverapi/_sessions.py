@@ -1,4 +1,5 @@
-"""LoginSession and the session registry: who is logged in, with no reactor and no threads."""
+"""LoginSession and the in-memory session registry (the default session store): who is logged
+in, with no reactor and no threads."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ class LoginSession:
     """One logged-in user's session: who, since when, from where, and whether it still holds."""
 
     __slots__ = ("username", "session_token", "hashed_session_token", "created_at",
-                 "last_active_at", "peer_address", "client_certificate_subject", "_valid")
+                 "last_active_at", "peer_address", "client_certificate_subject", "_valid",
+                 "_on_invalidate")
 
     def __init__(self, username: str, session_token: str, created_at: float,
                  peer_address: str | None = None,
@@ -40,13 +42,39 @@ class LoginSession:
         self.peer_address = peer_address
         self.client_certificate_subject = client_certificate_subject
         self._valid = True
+        self._on_invalidate: Callable[[LoginSession], object] | None = None
+
+    @classmethod
+    def restored(cls, username: str, hashed_session_token: str, created_at: float,
+                 last_active_at: float, peer_address: str | None,
+                 client_certificate_subject: str | None, *, session_token: str | None = None,
+                 on_invalidate: Callable[[LoginSession], object] | None = None
+                 ) -> LoginSession:
+        """A session read back from a shared store, which keeps only the token's hash: the raw
+        token is known only when a request presented it (else C{None}).  C{on_invalidate} is
+        told when L{invalidate} is called, so the store can end the session everywhere."""
+        session = cls.__new__(cls)
+        session.username = username
+        session.session_token = session_token  # type: ignore[assignment]
+        session.hashed_session_token = hashed_session_token
+        session.created_at = created_at
+        session.last_active_at = last_active_at
+        session.peer_address = peer_address
+        session.client_certificate_subject = client_certificate_subject
+        session._valid = True
+        session._on_invalidate = on_invalidate
+        return session
 
     def get_username(self) -> str:
         """Return the username this session belongs to."""
         return self.username
 
     def get_session_token(self) -> str:
-        """Return the raw session token (a secret: never log it)."""
+        """Return the raw session token (a secret: never log it).
+
+        With a shared session store, a session listed by C{getSessions()} or checked by the
+        periodic sweep has no raw token (the store keeps only its hash) and this is C{None}.
+        """
         return self.session_token
 
     def get_hashed_session_token(self) -> str:
@@ -56,6 +84,9 @@ class LoginSession:
     def invalidate(self) -> None:
         """Mark the session ended; the server forgets it before its next use (any thread)."""
         self._valid = False
+        hook, self._on_invalidate = self._on_invalidate, None
+        if hook is not None:
+            hook(self)
 
     def is_valid(self) -> bool:
         """Tell whether the session has not been invalidated."""
@@ -66,8 +97,44 @@ class LoginSession:
                 f"token_sha256={self.hashed_session_token[:16]}… valid={self._valid}>")
 
 
+def audit_session_ended(log: SafeLogger, session: LoginSession, reason: str, *,
+                        event: str = "session_ended") -> None:
+    """The audit line of a session that ended (C{event} C{"logout"} for a logout)."""
+    key = session.hashed_session_token
+    log.audit(event, "Session ended (%s): user=%r peer=%s token_sha256=%s", reason,
+              session.username, session.peer_address, key, user=session.username,
+              peer=session.peer_address, token_sha256=key, reason=reason)
+
+
+def validity_holds(callback: Callable[[LoginSession], bool], session: LoginSession,
+                   log: SafeLogger) -> bool:
+    """Ask the validity callback about C{session}: whether it keeps the session.
+
+    Any failure of the callback (whatever it raises, or a result whose truth value raises)
+    is logged with its traceback and counts as a rejection of this session only.
+    """
+    try:
+        keep = bool(callback(session))
+    except BaseException:  # even SystemExit or a result whose truth raises ends one session
+        log.audit("validity_callback_failed",
+                  "session_validity_callback raised; ending session token_sha256=%s",
+                  session.hashed_session_token, user=session.username,
+                  peer=session.peer_address, token_sha256=session.hashed_session_token,
+                  reason=describe_exception(sys.exc_info()[1]), level=logging.ERROR,
+                  exc_info=True)
+        keep = False
+    return keep and session._valid
+
+
 class SessionRegistry:
-    """The table of live sessions, keyed by hashed token; every method runs on one thread."""
+    """The table of live sessions, keyed by hashed token; every method runs on one thread.
+
+    This is the default session store: everything it does is synchronous, so the endpoints'
+    hot path gains no Deferred.  (The shared store, L{serverapi._redis_store.RedisStore},
+    answers the same methods with Deferreds.)
+    """
+
+    shared = False
 
     def __init__(self, *, now: Callable[[], float], logger: logging.Logger | SafeLogger,
                  validity_callback: Optional[Callable[[LoginSession], bool]] = None,
@@ -118,9 +185,7 @@ class SessionRegistry:
             mine.pop(key, None)
             if not mine:
                 del self._by_user[session.username]
-        self._log.audit(event, "Session ended (%s): user=%r peer=%s token_sha256=%s", reason,
-                        session.username, session.peer_address, key, user=session.username,
-                        peer=session.peer_address, token_sha256=key, reason=reason)
+        audit_session_ended(self._log, session, reason, event=event)
         return True
 
     def find(self, token: str) -> LoginSession | None:
@@ -130,21 +195,34 @@ class SessionRegistry:
             return None
         return session
 
-    def registered(self, token: str) -> bool:
-        """Whether a presented token names a live session (no checks run, nothing ends)."""
-        session = self._by_hash.get(hash_token(token))
-        return session is not None and session._valid
+    def authenticate(self, token: str) -> LoginSession | None:
+        """L{find}, recording activity on the session found."""
+        session = self.find(token)
+        if session is not None:
+            self.touch(session)
+        return session
 
     def touch(self, session: LoginSession) -> None:
         """Record activity on C{session} now."""
         session.last_active_at = self._now()
 
-    def check(self, session: LoginSession) -> bool:
-        """Apply invalidation, expiry and the validity callback; end the session if it fails.
+    def registered(self, token: str) -> bool | None:
+        """Whether a presented token names a live session (no checks run, nothing ends); a
+        store that cannot tell without asking a server says C{None}."""
+        session = self._by_hash.get(hash_token(token))
+        return session is not None and session._valid
 
-        Any failure of the callback (whatever it raises, or a result whose truth value raises)
-        is logged with its traceback and ends this session only.
-        """
+    def reachable(self) -> bool:
+        """Whether the store can answer: always, in memory."""
+        return True
+
+    def live_count(self) -> int:
+        """How many sessions are live."""
+        return len(self._by_hash)
+
+    def check(self, session: LoginSession) -> bool:
+        """Apply invalidation, expiry and the validity callback; end the session if it fails
+        (see L{validity_holds})."""
         if not session._valid:
             self.end(session, "invalidated")
             return False
@@ -158,22 +236,10 @@ class SessionRegistry:
                 self.end(session, "expired: maximum age")
                 return False
         callback = self._validity_callback
-        if callback is None:
+        if callback is None or validity_holds(callback, session, self._log):
             return True
-        try:
-            keep = bool(callback(session))
-        except BaseException:  # even SystemExit or a result whose truth raises ends one session
-            self._log.audit("validity_callback_failed",
-                            "session_validity_callback raised; ending session token_sha256=%s",
-                            session.hashed_session_token, user=session.username,
-                            peer=session.peer_address, token_sha256=session.hashed_session_token,
-                            reason=describe_exception(sys.exc_info()[1]), level=logging.ERROR,
-                            exc_info=True)
-            keep = False
-        if not keep or not session._valid:
-            self.end(session, "rejected by session_validity_callback")
-            return False
-        return True
+        self.end(session, "rejected by session_validity_callback")
+        return False
 
     def sweep(self, sessions: Iterable[LoginSession]) -> None:
         """Check each of C{sessions} that is still registered (one chunk of a sweep)."""
@@ -192,6 +258,10 @@ class SessionRegistry:
         for session in sessions:
             self.end(session, reason)
         return len(sessions)
+
+    def stop(self) -> None:
+        """The server stops: every session ends with it."""
+        self.end_all("server stopped")
 
     def end_all(self, reason: str) -> None:
         """End every session at once (the server is stopping), with one log line for all."""

@@ -84,6 +84,11 @@ class Options(usage.Options):
                                    "to (reopened on SIGUSR1)."],
         ["metrics", None, None, "Endpoint for GET /healthz and GET /metrics (Prometheus), "
                                 "e.g. tcp:9100:interface=127.0.0.1; needs serverapi[metrics]."],
+        ["session-store", None, None, "Keep sessions in Redis or Valkey, shared by every server "
+                                      "on it: redis://[:password@]host[:port][/db] or "
+                                      "rediss://...; needs serverapi[redis]."],
+        ["session-store-prefix", None, DEFAULTS["session_store_prefix"],
+         "Prefix of every key serverapi uses in the session store."],
     ] + [[daemon_flag(option), None,
           None if option.default is None else str(option.default), option.metadata["help"]]
          for option in NUMBERS]
@@ -140,7 +145,8 @@ class Options(usage.Options):
                 login_cookie_level=self["cookie-level"], logger=daemon_logger(),
                 tls=self["tls"], cors_origins=self["cors-origins"],
                 trusted_proxies=self["trusted-proxies"], access_log=self["access-log"],
-                metrics_endpoint=self["metrics"],
+                metrics_endpoint=self["metrics"], session_store=self["session-store"],
+                session_store_prefix=self["session-store-prefix"],
                 **{option.name: self[daemon_flag(option)] for option in NUMBERS})
         except (TypeError, ValueError) as error:
             raise usage.UsageError(_daemon_words(str(error))) from None

@@ -18,8 +18,8 @@ class ExportTests(SynchronousTestCase):
     def test_all(self) -> None:
         """__all__ is exactly the public API."""
         self.assertEqual(sorted(serverapi.__all__), [
-            "APIService", "CallbackPool", "LoginSession", "PoolJob", "ServerConfig", "TLSFiles",
-            "ThreadedAPIServer", "ThreadedCallbackPool", "hashPassword", "makeAPIService"])
+            "APIService", "CallbackPool", "LoginSession", "PoolJob", "ServerConfig",
+            "SessionStoreUnavailable", "TLSFiles", "ThreadedAPIServer", "ThreadedCallbackPool", "hashPassword", "makeAPIService"])
         for name in serverapi.__all__:
             self.assertTrue(hasattr(serverapi, name), name)
 

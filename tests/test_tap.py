@@ -124,7 +124,8 @@ class OptionsTests(SynchronousTestCase):
             "max-queued-requests": 100, "queue-timeout": None, "shutdown-grace": 10.0, "login-attempts": 5,
             "login-window": 60.0, "max-sessions-per-user": 64, "max-sessions": 100000,
             "session-idle-timeout": None, "session-max-age": None, "cors-origins": [],
-            "trusted-proxies": [], "tls": None, "access-log": None, "metrics": None})
+            "trusted-proxies": [], "tls": None, "access-log": None, "metrics": None,
+            "session-store": None, "session-store-prefix": "serverapi:"})
         self.assertEqual(options.config.endpoint, "tcp:8000:interface=127.0.0.1")
         self.assertEqual(options.warnings, [])
 
@@ -151,7 +152,7 @@ class OptionsTests(SynchronousTestCase):
             "max-sessions": 9, "session-idle-timeout": 600.0, "session-max-age": 3600.0,
             "cors-origins": ["https://app.example.com", "http://localhost:3000"],
             "trusted-proxies": ["10.0.0.0/8", "unix"], "tls": None, "access-log": None,
-            "metrics": None}
+            "metrics": None, "session-store": None, "session-store-prefix": "serverapi:"}
         self.assertEqual(dict(options), expected)
         config = options.config
         self.assertEqual((config.max_body_bytes, config.session_validity_callback,
