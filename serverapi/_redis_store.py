@@ -458,9 +458,9 @@ class RedisThrottle:
 class LeasedSweeper:
     """The validity sweep of a shared store: only the process holding the lease sweeps.
 
-    Every half interval each process takes or renews the lease (it lasts 1.5 intervals), so
-    when its holder dies another process sweeps within two intervals; the holder sweeps every
-    interval: first the sessions past their deadline, then, with a validity callback, every
+    Every quarter interval each process takes or renews the lease (it lasts 1.25 intervals),
+    so when its holder dies another process sweeps within 1.5 intervals (a holder that stops
+    gives the lease up at once); the holder sweeps every interval: first the sessions past their deadline, then, with a validity callback, every
     session, one page per round trip.
     """
 
@@ -473,7 +473,7 @@ class LeasedSweeper:
         self._histogram = histogram
         self._me = _arg(f"{socket.gethostname()}:{secrets.token_hex(8)}")
         self._lease_key = _arg(f"{store.prefix}sweeper")
-        self._lease_ms = _arg(int(1.5 * interval * 1000) + 1)
+        self._lease_ms = _arg(int(1.25 * interval * 1000) + 1)
         self._loop = LoopingCall(self._tick)
         self._loop.clock = clock
         self.holds_lease = False
@@ -482,9 +482,9 @@ class LeasedSweeper:
         self._stopped = False
 
     def start(self) -> None:
-        """Begin: the first lease attempt half an interval from now."""
+        """Begin: the first lease attempt a quarter interval from now."""
         self._stopped = False
-        self._loop.start(self._interval / 2, now=False)
+        self._loop.start(self._interval / 4, now=False)
 
     def stop(self) -> Deferred[Any]:
         """Stop sweeping and give the lease up, so another process takes it at once."""
@@ -513,7 +513,7 @@ class LeasedSweeper:
         self.holds_lease = bool(int(held))
         now = self._clock.seconds()
         if self.holds_lease and not self._sweeping and now >= self._next_sweep:
-            self._next_sweep = now + self._interval - self._interval / 4
+            self._next_sweep = now + self._interval - self._interval / 8
             self._sweeping = True
             swept = self._sweep(now)
             swept.addErrback(self._failed)

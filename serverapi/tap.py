@@ -23,6 +23,8 @@ from ._credentials import CredentialsFileError, read_credentials_file, \
     readable_plaintext_warning
 from ._logging import AUDIT_MARK
 from ._service import APIService, makeAPIService
+from ._store import SessionStoreUnavailable
+from ._store_probe import probe_store
 from ._tls import TLSFiles
 
 # Every numeric option, its default and its help come from ServerConfig (one source of truth).
@@ -364,7 +366,15 @@ class DaemonServices(MultiService):
         return stopping
 
     def privilegedStartService(self) -> None:
-        """Listen (as twistd does before dropping privileges), turning errors into one line."""
+        """Check that the session store answers, then listen (as twistd does before dropping
+        privileges), turning errors into one line."""
+        for child in self:
+            address = child.config.session_store_address if isinstance(child, APIService) else None
+            if address is not None:
+                try:
+                    probe_store(address, child.config.timeout)
+                except SessionStoreUnavailable as error:
+                    raise _start_error(str(error)) from None
         try:
             super().privilegedStartService()
         except CannotListenError as error:

@@ -286,6 +286,21 @@ class StartErrorTests(SynchronousTestCase):
         self.assertIn("serverapi: cannot listen on", log)
         self.assertNotIn("Traceback", log)
 
+    def test_unreachable_session_store(self) -> None:
+        """A session store nobody answers at is one line, exit status 1, daemonized or not."""
+        port = self.busy_port()  # listening, but it never speaks Redis: closed below
+        store = f"redis://:hidden@127.0.0.1:{port}/0"
+        for daemon in (False, True):
+            status, output, files = self.run_twistd(
+                "--listen", "tcp:0:interface=127.0.0.1", "--session-store", store,
+                "--timeout", "1", daemon=daemon)
+            self.assertEqual(status, 1, output)
+            self.assertIn(f"cannot reach the session store redis://:***@127.0.0.1:{port}/0",
+                          output)
+            self.assertNotIn("hidden", output)
+            self.assertNotIn("Traceback", output)
+            self.assertFalse(os.path.exists(files("twistd.pid")))
+
     def test_refused_options(self) -> None:
         """ssl: with --tls-cert, and an access log that cannot be opened, stop at once."""
         for args, message in [

@@ -224,6 +224,13 @@ class OptionsTests(SynchronousTestCase):
                                                "is not an origin"),
             (["--credentials", self.creds, "--callback", HANDLER, "--trusted-proxy", "proxy"],
              "--trusted-proxy: 'proxy' is not an IP address"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--session-store",
+              "redis://:pw@host:port"], "--session-store: malformed URL"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--session-store",
+              "memcached://host"], "--session-store must start with redis:// or rediss://"),
+            (["--credentials", self.creds, "--callback", HANDLER, "--session-store",
+              "redis://host", "--session-store-prefix", ""],
+             "--session-store-prefix must be non-empty"),
         ]
         if os.geteuid() != 0:  # root reads any file
             cases.append((["--credentials", unreadable, "--callback", HANDLER], "cannot read"))
