@@ -2,6 +2,7 @@
 
     python bench/serverapi_server.py PORT [plain|hashed] [--gc-freeze] [--tls CERT KEY]
                                           [--sleep SECONDS] [--max-threads N]
+                                          [--session-store URL]
 
 Every option is serverapi's default (as README.md embeds it) except login_attempts, which is
 lifted: the benchmark logs in far faster than the throttle lets a real user fail.  In particular
@@ -11,7 +12,8 @@ max_queued_requests is the default (100), so connections beyond the workers and 
 With --gc-freeze the program calls gc.freeze() once it is serving, as a program may do at the end
 of its start-up: the objects that exist then are left out of later garbage-collection passes.
 --tls serves HTTPS through setConnectionSecurityParams.  --sleep makes the callback sleep that
-long before echoing (bench/overload.py); --max-threads sets max_threads (default: the library's).
+long before echoing (bench/overload.py); --max-threads sets max_threads (default: the library's);
+--session-store keeps the sessions in that Redis (bench/store.py).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     parser.add_argument("--sleep", type=float, default=0.0, help="callback sleep, seconds")
     parser.add_argument("--max-threads", type=int)
+    parser.add_argument("--session-store", help="redis:// URL of a shared session store")
     return parser.parse_args()
 
 
@@ -51,6 +54,8 @@ def main() -> None:
     options: dict[str, Any] = {}
     if args.max_threads is not None:
         options["max_threads"] = args.max_threads
+    if args.session_store:
+        options["session_store"] = args.session_store
     # The one option lifted: benchmarks log in far more often than real users fail to, and the
     # per-username throttle would otherwise answer them 429.  Everything else is the default.
     server = ThreadedAPIServer("127.0.0.1", args.port, credentials, callback,

@@ -11,6 +11,8 @@ Keys, all under the configured prefix P (nothing outside it is ever read or writ
   P sweeper               string: who holds the sweep lease
 
 Times come from the calling process (ARGV), so every process judges expiry by the same rule;
+the store's settings (prefix, idle timeout, maximum age, ...) are constants of each process's
+copy of a script (L{prelude}), so a request sends only what changes: token hash and time.
 a session key also carries a Redis expiry a grace period after its deadline, so a store that
 no process sweeps any more still empties itself.  Scripts build key names from the prefix,
 so a Redis Cluster is not supported (one Redis or Valkey server, with replicas, is).
@@ -18,8 +20,39 @@ so a Redis Cluster is not supported (one Redis or Valkey server, with replicas, 
 
 from __future__ import annotations
 
+import hashlib
+
+
+class Script:
+    """A script's text and the SHA-1 digest Redis knows it by (for EVALSHA)."""
+
+    __slots__ = ("source", "sha")
+
+    def __init__(self, source: bytes) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source).hexdigest().encode("ascii")
+
+
+def _lua_string(text: str) -> str:
+    """A Lua string literal for C{text} (a prefix: no spaces or control characters)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _lua_number(value: float | None) -> str:
+    """A Lua number literal, or nil."""
+    return "nil" if value is None else repr(float(value))
+
+
+def prelude(prefix: str, *, idle: float | None, max_age: float | None, grace: float,
+            max_sessions: int, max_per_user: int) -> bytes:
+    """The constants the session scripts of one store start with."""
+    return (f"local P, IDLE, MAXAGE, GRACE = {_lua_string(prefix)}, {_lua_number(idle)}, "
+            f"{_lua_number(max_age)}, {_lua_number(grace)}\n"
+            f"local MOST, MOST_EACH = {int(max_sessions)}, {int(max_per_user)}\n"
+            ).encode("utf-8")
+
+
 _COMMON = b"""
-local P = ARGV[1]
 local function finish(h)
   local key = P .. 's:' .. h
   local index = redis.call('HGET', key, 'i')
@@ -50,13 +83,11 @@ local function expired(now, created, active, idle, maxage)
 end
 """
 
-# ARGV: P, hash, username, user digest, now, peer, subject, max sessions, max per user, idle,
-# max age, grace.  Returns {0} when the store is full, else {1, evicted hashes...}.
+# ARGV: hash, username, user digest, now, peer, subject.  Returns {0} when the store is full,
+# else {1, evicted hashes...}.
 CREATE = _COMMON + b"""
-local h, user, index = ARGV[2], ARGV[3], P .. 'u:' .. ARGV[4]
-local now = tonumber(ARGV[5])
-local most, most_each = tonumber(ARGV[8]), tonumber(ARGV[9])
-local idle, maxage, grace = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local h, user, index = ARGV[1], ARGV[2], P .. 'u:' .. ARGV[3]
+local now = tonumber(ARGV[4])
 local live = {}
 for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
   local d = redis.call('ZSCORE', P .. 'all', m)
@@ -66,58 +97,57 @@ for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
     table.insert(live, m)
   end
 end
-if #live < most_each and redis.call('ZCOUNT', P .. 'all', '(' .. ARGV[5], '+inf') >= most then
+if #live < MOST_EACH and redis.call('ZCOUNT', P .. 'all', '(' .. ARGV[4], '+inf') >= MOST then
   return {0}
 end
 local result = {1}
-while #live >= most_each do
+while #live >= MOST_EACH do
   local oldest = table.remove(live, 1)
   finish(oldest)
   table.insert(result, oldest)
 end
-redis.call('HSET', P .. 's:' .. h, 'u', user, 'c', ARGV[5], 'a', ARGV[5], 'p', ARGV[6],
-           'x', ARGV[7], 'i', index)
+redis.call('HSET', P .. 's:' .. h, 'u', user, 'c', ARGV[4], 'a', ARGV[4], 'p', ARGV[5],
+           'x', ARGV[6], 'i', index)
 redis.call('ZADD', index, now, h)
-place(h, deadline(now, now, idle, maxage), now, grace)
+place(h, deadline(now, now, IDLE, MAXAGE), now, GRACE)
 return result
 """
 
-# ARGV: P, hash, now, idle, max age, grace, touch ('1' or '0').
+# ARGV: hash, now, touch ('1' or '0').
 # Returns nil (no such session), or {state, u, c, a, p, x} where state is 'ok' or the
 # reason the session just ended.
 FIND = _COMMON + b"""
-local h = ARGV[2]
+local h = ARGV[1]
 local key = P .. 's:' .. h
 local f = redis.call('HMGET', key, 'u', 'c', 'a', 'p', 'x')
 if not f[1] then
   redis.call('ZREM', P .. 'all', h)
   return nil
 end
-local now, created, active = tonumber(ARGV[3]), tonumber(f[2]), tonumber(f[3])
-local idle, maxage = tonumber(ARGV[4]), tonumber(ARGV[5])
-local reason = expired(now, created, active, idle, maxage)
+local now, created, active = tonumber(ARGV[2]), tonumber(f[2]), tonumber(f[3])
+local reason = expired(now, created, active, IDLE, MAXAGE)
 if reason then
   finish(h)
   return {reason, f[1], f[2], f[3], f[4], f[5]}
 end
-if ARGV[7] == '1' then
-  redis.call('HSET', key, 'a', ARGV[3])
-  f[3] = ARGV[3]
-  if idle then place(h, deadline(created, now, idle, maxage), now, tonumber(ARGV[6])) end
+if ARGV[3] == '1' then
+  redis.call('HSET', key, 'a', ARGV[2])
+  f[3] = ARGV[2]
+  if IDLE then place(h, deadline(created, now, IDLE, MAXAGE), now, GRACE) end
 end
 return {'ok', f[1], f[2], f[3], f[4], f[5]}
 """
 
-# ARGV: P, hash.  Returns 1 if the session existed.
+# ARGV: hash.  Returns 1 if the session existed.
 END = _COMMON + b"""
-local existed = redis.call('EXISTS', P .. 's:' .. ARGV[2])
-finish(ARGV[2])
+local existed = redis.call('EXISTS', P .. 's:' .. ARGV[1])
+finish(ARGV[1])
 return existed
 """
 
-# ARGV: P, user digest.  Returns the hashes of the sessions that were ended.
+# ARGV: user digest.  Returns the hashes of the sessions that were ended.
 END_USER = _COMMON + b"""
-local index = P .. 'u:' .. ARGV[2]
+local index = P .. 'u:' .. ARGV[1]
 local ended = {}
 for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
   if redis.call('DEL', P .. 's:' .. m) == 1 then table.insert(ended, m) end
@@ -127,12 +157,12 @@ redis.call('DEL', index)
 return ended
 """
 
-# ARGV: P, start, count.  Returns {hash, u, c, a, p, x, ...} for up to count sessions from
+# ARGV: start, count.  Returns {hash, u, c, a, p, x, ...} for up to count sessions from
 # position start of the deadline order (sessions whose key is gone are dropped).
 FETCH = _COMMON + b"""
 local found = {}
-local start = tonumber(ARGV[2])
-for _, m in ipairs(redis.call('ZRANGE', P .. 'all', start, start + tonumber(ARGV[3]) - 1)) do
+local start = tonumber(ARGV[1])
+for _, m in ipairs(redis.call('ZRANGE', P .. 'all', start, start + tonumber(ARGV[2]) - 1)) do
   local f = redis.call('HMGET', P .. 's:' .. m, 'u', 'c', 'a', 'p', 'x')
   if f[1] then
     table.insert(found, m)
@@ -142,16 +172,16 @@ end
 return found
 """
 
-# ARGV: P, now, idle, max age, limit.  Ends up to limit sessions past their deadline; returns
+# ARGV: now, limit.  Ends up to limit sessions past their deadline; returns
 # {hash, reason, u, c, a, p, x, ...} for each.
 EXPIRE = _COMMON + b"""
-local now, idle, maxage = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local now = tonumber(ARGV[1])
 local ended = {}
-local due = redis.call('ZRANGEBYSCORE', P .. 'all', '-inf', ARGV[2], 'LIMIT', 0, ARGV[5])
+local due = redis.call('ZRANGEBYSCORE', P .. 'all', '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, m in ipairs(due) do
   local f = redis.call('HMGET', P .. 's:' .. m, 'u', 'c', 'a', 'p', 'x')
   if f[1] then
-    local reason = expired(now, tonumber(f[2]), tonumber(f[3]), idle, maxage)
+    local reason = expired(now, tonumber(f[2]), tonumber(f[3]), IDLE, MAXAGE)
     if reason then
       finish(m)
       table.insert(ended, m)

@@ -20,6 +20,7 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from . import _redis_scripts as scripts
+from ._redis_scripts import Script
 from ._config import ServerConfig
 from ._logging import SafeLogger
 from ._sessions import (TOKEN_BYTES, LoginSession, SessionTableFull, audit_session_ended,
@@ -47,11 +48,6 @@ def _arg(value: str | float | int) -> bytes:
     return repr(value).encode("ascii")
 
 
-def _optional(value: float | None) -> bytes:
-    """An optional number as a script argument ('' for none, which Lua reads as nil)."""
-    return b"" if value is None else _arg(value)
-
-
 def _digest(*parts: str) -> str:
     """A fixed-size key part for text of any length."""
     hasher = hashlib.sha256()
@@ -76,15 +72,17 @@ class RedisStore:
         assert config.session_store_address is not None
         self.address: StoreAddress = config.session_store_address
         self.prefix = config.session_store_prefix
-        self._prefix_arg = _arg(self.prefix)
         self._reactor = reactor
         self._log: SafeLogger = config.log
         self._validity_callback = config.session_validity_callback
-        self._max_sessions = config.max_sessions
-        self._max_per_user = config.max_sessions_per_user
-        self._idle = _optional(config.session_idle_timeout)
-        self._max_age = _optional(config.session_max_age)
-        self._grace = _arg(max(KEY_GRACE_SECONDS, 2 * config.session_check_interval))
+        constants = scripts.prelude(
+            self.prefix, idle=config.session_idle_timeout, max_age=config.session_max_age,
+            grace=max(KEY_GRACE_SECONDS, 2 * config.session_check_interval),
+            max_sessions=config.max_sessions, max_per_user=config.max_sessions_per_user)
+        self._create, self._find, self._end, self._end_user, self._fetch, self._expire = (
+            Script(constants + source) for source in (
+                scripts.CREATE, scripts.FIND, scripts.END, scripts.END_USER, scripts.FETCH,
+                scripts.EXPIRE))
         self._timeout = config.timeout
         self._factory: Any = None
         self._outstanding = 0
@@ -201,9 +199,10 @@ class RedisStore:
             self._log.error("Session store %s unreachable (%s); requests that need it get 503 "
                             "until it is back", self.address, why)
 
-    def call(self, script: bytes, args: Iterable[bytes], keys: Iterable[bytes] = ()
+    def call(self, script: Script, args: list[bytes], keys: tuple[bytes, ...] = ()
              ) -> Deferred[Any]:
-        """Run C{script}; a failure of any kind becomes L{SessionStoreUnavailable}."""
+        """Run C{script} (by its digest; sent whole only when the server does not know it yet);
+        a failure of any kind becomes L{SessionStoreUnavailable}."""
         try:
             connection = self._connection()
         except SessionStoreUnavailable as error:
@@ -212,8 +211,18 @@ class RedisStore:
         if not self._outstanding:
             self._progress_at = self._reactor.seconds()
         self._outstanding += 1
-        answer: Deferred[Any] = connection.eval(script, list(keys), list(args))
+        answer: Deferred[Any] = connection.execute_command(b"EVALSHA", script.sha, len(keys),
+                                                           *keys, *args)
+        answer.addErrback(self._load_script, connection, script, keys, args)
         return answer.addBoth(self._answered)
+
+    @staticmethod
+    def _load_script(failure: Failure, connection: Any, script: Script,
+                     keys: tuple[bytes, ...], args: list[bytes]) -> Any:
+        """The server does not know the script yet (first use, or it restarted): send it."""
+        if "NOSCRIPT" not in str(failure.value):
+            return failure
+        return connection.execute_command(b"EVAL", script.source, len(keys), *keys, *args)
 
     def command(self, name: str, *args: Any) -> Deferred[Any]:
         """Run one plain command (as L{call} does for a script)."""
@@ -267,10 +276,8 @@ class RedisStore:
         token = secrets.token_urlsafe(TOKEN_BYTES)
         hashed = hash_token(token)
         now = self._reactor.seconds()
-        args = [self._prefix_arg, _arg(hashed), _arg(username), _arg(_digest(username)),
-                _arg(now), _arg(peer_address or ""), _arg(client_certificate_subject or ""),
-                _arg(self._max_sessions), _arg(self._max_per_user), self._idle, self._max_age,
-                self._grace]
+        args = [_arg(hashed), _arg(username), _arg(_digest(username)), _arg(now),
+                _arg(peer_address or ""), _arg(client_certificate_subject or "")]
 
         def created(reply: list[Any]) -> LoginSession:
             """Log the evictions and return the new session."""
@@ -285,15 +292,15 @@ class RedisStore:
             self._count += 1
             return session
 
-        return self.call(scripts.CREATE, args).addCallback(created)
+        return self.call(self._create, args).addCallback(created)
 
     def find(self, token: str, *, touch: bool = False) -> Deferred[LoginSession | None]:
         """The live session for a presented token, after expiry and the validity callback (a
         session that fails them ends, everywhere)."""
         hashed = hash_token(token)
-        args = [self._prefix_arg, _arg(hashed), _arg(self._reactor.seconds()), self._idle,
-                self._max_age, self._grace, b"1" if touch else b"0"]
-        return self.call(scripts.FIND, args).addCallback(self._found, hashed, token)
+        args = [hashed.encode("ascii"), repr(self._reactor.seconds()).encode("ascii"),
+                b"1" if touch else b"0"]
+        return self.call(self._find, args).addCallback(self._found, hashed, token)
 
     def authenticate(self, token: str) -> Deferred[LoginSession | None]:
         """L{find}, recording activity on the session found."""
@@ -334,8 +341,7 @@ class RedisStore:
                 audit_session_ended(self._log, session, reason, event=event)
             return bool(int(existed))
 
-        return self.call(scripts.END, [self._prefix_arg, _arg(session.hashed_session_token)]
-                         ).addCallback(ended)
+        return self.call(self._end, [_arg(session.hashed_session_token)]).addCallback(ended)
 
     def end_user(self, username: str,
                  reason: str = "all sessions of the user ended") -> Deferred[int]:
@@ -349,8 +355,7 @@ class RedisStore:
                 audit_session_ended(self._log, gone, reason)
             return len(hashes)
 
-        return self.call(scripts.END_USER, [self._prefix_arg, _arg(_digest(username))]
-                         ).addCallback(ended)
+        return self.call(self._end_user, [_arg(_digest(username))]).addCallback(ended)
 
     def snapshot(self) -> Deferred[list[LoginSession]]:
         """Every session in the store (of every process), oldest first."""
@@ -373,7 +378,7 @@ class RedisStore:
 
     def fetch(self, start: int, count: int = FETCH_CHUNK) -> Deferred[list[Any]]:
         """Up to C{count} sessions' raw fields from position C{start}."""
-        return self.call(scripts.FETCH, [self._prefix_arg, _arg(start), _arg(count)])
+        return self.call(self._fetch, [_arg(start), _arg(count)])
 
     def _sessions_of(self, reply: list[Any]) -> Iterable[LoginSession]:
         """LoginSessions from a FETCH reply (hash and five fields each)."""
@@ -393,9 +398,8 @@ class RedisStore:
                 count += 1
             return count
 
-        args = [self._prefix_arg, _arg(self._reactor.seconds()), self._idle, self._max_age,
-                _arg(limit)]
-        return self.call(scripts.EXPIRE, args).addCallback(ended)
+        return self.call(self._expire, [_arg(self._reactor.seconds()), _arg(limit)]
+                         ).addCallback(ended)
 
     def refresh_count(self) -> Deferred[int]:
         """Count the live sessions in the store (kept for L{live_count})."""
@@ -405,7 +409,7 @@ class RedisStore:
             return self._count
 
         now = repr(self._reactor.seconds()).encode("ascii")
-        return self.command("ZCOUNT", self._prefix_arg + b"all", b"(" + now, b"+inf"
+        return self.command("ZCOUNT", _arg(self.prefix + "all"), b"(" + now, b"+inf"
                             ).addCallback(counted)
 
     def live_count(self) -> int:
@@ -414,6 +418,11 @@ class RedisStore:
 
     def __len__(self) -> int:
         return self._count
+
+
+_RETRY_AFTER, _FAILED, _LEASE, _RELEASE = (
+    Script(source) for source in (scripts.RETRY_AFTER, scripts.FAILED, scripts.LEASE,
+                                  scripts.RELEASE))
 
 
 class RedisThrottle:
@@ -429,12 +438,12 @@ class RedisThrottle:
         self._limits = [_arg(attempts), _arg(PEERS_PER_USER_FACTOR * attempts),
                         _arg(USERS_PER_ADDRESS_FACTOR * attempts)]
 
-    def _keys(self, username: str, address: str) -> list[bytes]:
+    def _keys(self, username: str, address: str) -> tuple[bytes, ...]:
         """The three failure lists of an attempt."""
         group = address_group(address)
         prefix = self._store.prefix
-        return [_arg(f"{prefix}t:p:{_digest(username, group)}"),
-                _arg(f"{prefix}t:a:{_digest(group)}"), _arg(f"{prefix}t:u:{_digest(username)}")]
+        return (_arg(f"{prefix}t:p:{_digest(username, group)}"),
+                _arg(f"{prefix}t:a:{_digest(group)}"), _arg(f"{prefix}t:u:{_digest(username)}"))
 
     def _args(self) -> list[bytes]:
         """Now, the window and the limits."""
@@ -442,13 +451,12 @@ class RedisThrottle:
 
     def retry_after(self, username: str, address: str) -> Deferred[float]:
         """Seconds the attempt must wait (0 to go ahead)."""
-        return self._store.call(scripts.RETRY_AFTER, self._args(),
-                                self._keys(username, address)).addCallback(
+        return self._store.call(_RETRY_AFTER, self._args(), self._keys(username, address)).addCallback(
             lambda wait: float(_text(wait)))
 
     def failed(self, username: str, address: str) -> Deferred[Any]:
         """Record a failed login for the pair, the address and the username."""
-        return self._store.call(scripts.FAILED, self._args(), self._keys(username, address))
+        return self._store.call(_FAILED, self._args(), self._keys(username, address))
 
     def succeeded(self, username: str, address: str) -> Deferred[Any]:
         """Clear the (username, address) failures after a successful login from there."""
@@ -494,12 +502,12 @@ class LeasedSweeper:
         if not self.holds_lease:
             return succeed(None)
         self.holds_lease = False
-        released = self._store.call(scripts.RELEASE, [self._me], [self._lease_key])
+        released = self._store.call(_RELEASE, [self._me], (self._lease_key,))
         return released.addErrback(lambda _: None)
 
     def _tick(self) -> Deferred[Any]:
         """Take or renew the lease; sweep when it is held and an interval has passed."""
-        leased = self._store.call(scripts.LEASE, [self._me, self._lease_ms], [self._lease_key])
+        leased = self._store.call(_LEASE, [self._me, self._lease_ms], (self._lease_key,))
         leased.addCallback(self._leased)
         leased.addErrback(self._lost)
         counted = self._store.refresh_count()

@@ -36,10 +36,14 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process (started by L{start}), with a blocking client for checks."""
 
-    def __init__(self, *, password: str | None = None, folder: str | None = None) -> None:
+    def __init__(self, *, password: str | None = None, folder: str | None = None,
+                 fsync: str = "always") -> None:
+        """C{fsync}: Redis's appendfsync, "always" in the tests (a stop and start loses
+        nothing), "everysec" (Redis's own default for the append-only file) in benchmarks."""
         self.folder = folder or tempfile.mkdtemp(prefix="serverapi-redis-")
         self.port = free_port()
         self.password = password
+        self.fsync = fsync
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,7 +56,7 @@ class RedisServer:
         """Start (or start again) and wait until it answers."""
         arguments = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                      "--dir", self.folder, "--save", "", "--appendonly", "yes",
-                     "--appendfsync", "always", "--logfile", "redis.log"]
+                     "--appendfsync", self.fsync, "--logfile", "redis.log"]
         if self.password:
             arguments += ["--requirepass", self.password]
         self.process = subprocess.Popen(arguments, cwd=self.folder, stdout=subprocess.DEVNULL,
