@@ -17,6 +17,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
 from . import _redis_scripts as scripts
@@ -27,6 +28,7 @@ from ._sessions import (TOKEN_BYTES, LoginSession, SessionTableFull, audit_sessi
                         hash_token, validity_holds)
 from ._store import SessionStoreUnavailable
 from ._store_address import StoreAddress
+from ._store_probe import probe_store
 from ._throttle import PEERS_PER_USER_FACTOR, USERS_PER_ADDRESS_FACTOR, address_group
 
 FETCH_CHUNK = 500
@@ -95,8 +97,12 @@ class RedisStore:
     # Connection ---------------------------------------------------------------------------
 
     def connect(self) -> Deferred[None]:
-        """Connect, failing with a one-line L{SessionStoreUnavailable} if the store cannot be reached
-        or refuses the login; then keep reconnecting by itself for as long as the server runs.
+        """Connect, failing with a one-line L{SessionStoreUnavailable} if the store cannot be
+        reached or refuses the login; then keep reconnecting by itself while the server runs.
+
+        The first check is the daemon's blocking probe, run in the reactor's thread pool: it
+        says why a connection failed (refused, a certificate, a password) where txredisapi
+        would only say that it was lost.
         """
         import txredisapi
 
@@ -105,23 +111,17 @@ class RedisStore:
             dbid=address.db, charset=None, password=address.password,
             username=address.username, connectTimeout=self._timeout, convertNumbers=False,
             ssl_context_factory=self._tls_options() if address.tls else False)
-        probe: Deferred[Any] = txredisapi.Connection(address.host, address.port,
-                                                     reconnect=False, **options)
-
-        def checked(connection: Any) -> Deferred[Any]:
-            """Connected and logged in: ask something, then let the probe go."""
-            asked: Deferred[Any] = connection.ping()
-            return asked.addBoth(lambda outcome: connection.disconnect().addBoth(
-                lambda _: outcome))
 
         def failed(failure: Failure) -> Failure:
             """Let go of what was opened; say where and why in one line."""
             self.stop()
+            if failure.check(SessionStoreUnavailable):
+                return failure
             return Failure(SessionStoreUnavailable(
                 f"cannot reach the session store {address}: {_describe(failure)}"))
 
-        probe.addCallback(checked)
-        probe.addTimeout(self._timeout, self._reactor)
+        probe: Deferred[None] = deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
+                                                  probe_store, address, self._timeout)
         probe.addCallback(lambda _: self._keep_connected(txredisapi, options))
         return probe.addErrback(failed)
 

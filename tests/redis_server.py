@@ -37,24 +37,44 @@ class RedisServer:
     """One redis-server process (started by L{start}), with a blocking client for checks."""
 
     def __init__(self, *, password: str | None = None, folder: str | None = None,
-                 fsync: str = "always") -> None:
+                 fsync: str = "always", tls: bool = False) -> None:
         """C{fsync}: Redis's appendfsync, "always" in the tests (a stop and start loses
-        nothing), "everysec" (Redis's own default for the append-only file) in benchmarks."""
+        nothing), "everysec" (Redis's own default for the append-only file) in benchmarks.
+        C{tls}: serve TLS only, with a certificate for "localhost" from a throwaway CA whose
+        PEM file is C{ca_file}."""
         self.folder = folder or tempfile.mkdtemp(prefix="serverapi-redis-")
         self.port = free_port()
         self.password = password
         self.fsync = fsync
+        self.tls = tls
+        self.ca_file: str | None = None
+        if tls:
+            import trustme
+
+            authority = trustme.CA()
+            self.ca_file = os.path.join(self.folder, "ca.pem")
+            authority.cert_pem.write_to_path(self.ca_file)
+            served = authority.issue_cert("localhost")
+            served.private_key_pem.write_to_path(os.path.join(self.folder, "key.pem"))
+            served.cert_chain_pems[0].write_to_path(os.path.join(self.folder, "cert.pem"))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         """The URL serverapi is given."""
         secret = f":{self.password}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{secret}localhost:{self.port}/0?ca={self.ca_file}"
         return f"redis://{secret}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         """Start (or start again) and wait until it answers."""
-        arguments = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+        listening = ["--port", str(self.port)]
+        if self.tls:
+            listening = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file",
+                         "cert.pem", "--tls-key-file", "key.pem", "--tls-ca-cert-file", "ca.pem",
+                         "--tls-auth-clients", "no"]
+        arguments = [REDIS_SERVER, *listening, "--bind", "127.0.0.1",
                      "--dir", self.folder, "--save", "", "--appendonly", "yes",
                      "--appendfsync", self.fsync, "--logfile", "redis.log"]
         if self.password:
@@ -92,8 +112,9 @@ class RedisServer:
 
     def command(self, *args: str) -> Any:
         """Run one command over a fresh blocking connection."""
-        client = BlockingRedis(StoreAddress("127.0.0.1", self.port, 0, None, self.password),
-                               timeout=5)
+        host = "localhost" if self.tls else "127.0.0.1"
+        client = BlockingRedis(StoreAddress(host, self.port, 0, None, self.password, self.tls,
+                                            self.ca_file), timeout=5)
         try:
             return client.command(*args)
         finally:

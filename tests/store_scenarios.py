@@ -334,6 +334,47 @@ def prefix_isolation() -> dict[str, Any]:
 
 
 @scenario
+def tls_store() -> dict[str, Any]:
+    """rediss:// with the store's CA (?ca=) shares logins; without it (the system's CAs do
+    not know that CA) the start is one line about the certificate."""
+    with redis(tls=True) as store:
+        with servers(2, store.url) as (a, b):
+            shared = talk(b.port, login(a.port))
+        server = ThreadedAPIServer("127.0.0.1", 0, CREDENTIALS, shared_echo,
+                                   session_store=store.url.split("?")[0], timeout=2.0)
+        try:
+            server.startAPIServer(block=False)
+            server.stopAPIServer()
+            refused = None
+        except SessionStoreUnavailable as error:
+            refused = str(error)
+        return {"shared": shared, "untrusted": refused}
+
+
+@scenario
+def shared_sessions_example() -> dict[str, Any]:
+    """examples/shared_sessions.py: a login on its first server works on its second."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "shared_sessions_example", os.path.join(ROOT, "examples", "shared_sessions.py"))
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    with redis() as store:
+        first, second = example.make_servers(store.url, ports=(0, 0))
+        for server in (first, second):
+            server.startAPIServer(block=False)
+        try:
+            token = login(first.port)
+            return {"other_server": talk(second.port, token),
+                    "prefixed": all(key.startswith("example:") for key in store.keys())}
+        finally:
+            first.stopAPIServer()
+            second.stopAPIServer()
+
+
+@scenario
 def shared_throttle() -> dict[str, Any]:
     """Failed logins on one server count on the other."""
     with redis() as store, servers(2, store.url, login_attempts=2) as (a, b):

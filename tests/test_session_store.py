@@ -99,6 +99,20 @@ class SharedStoreTests(SynchronousTestCase):
             "crossed": 401, "kept": True, "kept_hash": "value",
             "own_keys": ["sweeper", "t", "t", "t"]})
 
+    def test_tls_store(self) -> None:
+        """rediss:// to a TLS-only redis-server, trusting its CA through ?ca=, shares logins; a
+        certificate the client cannot verify is one line at start."""
+        result = self.outcome("tls_store")
+        self.assertEqual(result["shared"], 200)
+        self.assertIn("cannot reach the session store rediss://localhost:", result["untrusted"])
+        self.assertIn("certificate verify failed", result["untrusted"])
+        self.assertNotIn("\n", result["untrusted"])
+
+    def test_example(self) -> None:
+        """examples/shared_sessions.py shares a login between its two servers."""
+        self.assertEqual(self.outcome("shared_sessions_example"),
+                         {"other_server": 200, "prefixed": True})
+
     def test_shared_throttle(self) -> None:
         """Failed logins on one server throttle the same user and address on the other."""
         self.assertEqual(self.outcome("shared_throttle"),
