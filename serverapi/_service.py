@@ -253,8 +253,8 @@ class APIService(Service):
                                               consumeErrors=True)
         drained.addTimeout(self.config.shutdown_grace, self.reactor,
                            onTimeoutCancel=self._grace_over)
-        done: Deferred[Any] = DeferredList([stopped, drained, maybeDeferred(lambda: sweep_stopped)],
-                                           consumeErrors=True)
+        lease_given_up = succeed(None) if sweep_stopped is None else sweep_stopped
+        done: Deferred[Any] = DeferredList([stopped, drained, lease_given_up], consumeErrors=True)
         return done.addCallback(lambda _: self._finish_stop())
 
     def _grace_over(self, result: object, timeout: float) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger, LoggingFile
 from twisted.python import usage
@@ -320,7 +321,11 @@ class DaemonProcess(Service):
         self._log.info("Received SIGHUP, reloading credentials from {path}", path=path)
         try:
             credentials = read_credentials_file(path)
-            api.setCredentials(credentials)
+            ended = api.setCredentials(credentials)
+            if isinstance(ended, Deferred):  # a shared store, which may be unreachable
+                ended.addErrback(lambda failure: api.config.log.error(
+                    "Credentials reloaded, but the sessions of removed users could not be "
+                    "ended: %s", failure.getErrorMessage()))
         except (ValueError, TypeError) as error:  # CredentialsFileError is a ValueError
             message = f"--credentials: {error}"
             api.config.log.audit("credentials_reload_failed",

@@ -149,6 +149,15 @@ def validity_rejection_on_one_ends_everywhere() -> dict[str, Any]:
 
 
 @scenario
+def credentials_reload_ends_removed_users() -> dict[str, Any]:
+    """setCredentials() on one server ends, on every server, the sessions of users it removed."""
+    with redis() as store, servers(2, store.url) as (a, b):
+        carol, bob = login(b.port, "carol"), login(b.port, "bob")
+        a.setCredentials({name: CREDENTIALS[name] for name in ("alice", "bob")})
+        return {"removed": talk(b.port, carol), "kept": talk(b.port, bob)}
+
+
+@scenario
 def restart_keeps_sessions() -> dict[str, Any]:
     """Servers stopped and started again (new objects, new ports) keep every session."""
     with redis() as store:

@@ -42,6 +42,11 @@ class SharedStoreTests(SynchronousTestCase):
         self.assertEqual(self.outcome("validity_rejection_on_one_ends_everywhere"),
                          {"before": 200, "on_a": 401, "on_b": 401})
 
+    def test_credentials_reload(self) -> None:
+        """setCredentials() on one server ends the removed users' sessions on the other."""
+        self.assertEqual(self.outcome("credentials_reload_ends_removed_users"),
+                         {"removed": 401, "kept": 200})
+
     def test_restart_keeps_sessions(self) -> None:
         """Servers stopped and started again keep every session."""
         self.assertEqual(self.outcome("restart_keeps_sessions"), {"after_restart": [200, 200]})
