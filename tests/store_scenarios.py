@@ -260,7 +260,7 @@ def store_down_and_back() -> dict[str, Any]:
     """The store stopped: 503 within timeout for what needs it, other answers still come; the
     store back: the same session works again, with no restart of the server."""
     result: dict[str, Any] = {}
-    with redis() as store, servers(1, store.url, timeout=1.0) as (a,):
+    with redis() as store, servers(1, store.url, timeout=2.0) as (a,):
         token = login(a.port)
         store.stop()
         began = time.monotonic()
@@ -268,7 +268,7 @@ def store_down_and_back() -> dict[str, Any]:
         result["login"] = post(a.port, "/login", {"username": "bob",
                                                   "password": "securepassword"})[0]
         result["logout"] = post(a.port, "/logout", {}, token)[0]
-        result["answered_within"] = time.monotonic() - began < 1.0
+        result["answered_within"] = time.monotonic() - began < 2.0
         result["not_found"] = post(a.port, "/nothing", {})[0]
         result["get_login"] = post(a.port, "/login", method="GET")[0]
         result["no_cookie"] = post(a.port, "/communicate", {})[0]
@@ -277,7 +277,7 @@ def store_down_and_back() -> dict[str, Any]:
         store.pause()
         began = time.monotonic()
         result["hung_store"] = talk(a.port, token)
-        result["hung_answered_within_timeout"] = time.monotonic() - began < 1.0
+        result["hung_answered_within_timeout"] = time.monotonic() - began < 2.0
         store.resume()
         result["after_hang"] = wait_until(lambda: talk(a.port, token) == 200) < 5
         return result
@@ -400,7 +400,7 @@ def daemon_shares_and_hands_over_the_sweep() -> dict[str, Any]:
     """A twistd serverapi on the store shares logins with a ThreadedAPIServer; killed while it
     holds the sweep lease, the library server takes the sweep over within two intervals."""
     calls: list[float] = []
-    interval = 0.3
+    interval = 0.5
 
     def check(session: LoginSession) -> bool:
         calls.append(time.monotonic())
