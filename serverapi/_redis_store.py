@@ -9,10 +9,9 @@ L{SessionStoreUnavailable}, which the endpoints answer with 503.
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -203,6 +202,14 @@ class RedisStore:
              ) -> Deferred[Any]:
         """Run C{script} (by its digest; sent whole only when the server does not know it yet);
         a failure of any kind becomes L{SessionStoreUnavailable}."""
+        return self._send((b"EVALSHA", script.sha, len(keys), *keys, *args), script)
+
+    def command(self, name: str, *args: Any) -> Deferred[Any]:
+        """Run one plain command (as L{call} does for a script)."""
+        return self._send((name, *args))
+
+    def _send(self, command: tuple[Any, ...], script: Script | None = None) -> Deferred[Any]:
+        """Send C{command} on the connection, counting it until its answer is back."""
         try:
             connection = self._connection()
         except SessionStoreUnavailable as error:
@@ -211,30 +218,19 @@ class RedisStore:
         if not self._outstanding:
             self._progress_at = self._reactor.seconds()
         self._outstanding += 1
-        answer: Deferred[Any] = connection.execute_command(b"EVALSHA", script.sha, len(keys),
-                                                           *keys, *args)
-        answer.addErrback(self._load_script, connection, script, keys, args)
+        answer: Deferred[Any] = connection.execute_command(*command)
+        if script is not None:
+            answer.addErrback(self._load_script, connection, script, command)
         return answer.addBoth(self._answered)
 
     @staticmethod
     def _load_script(failure: Failure, connection: Any, script: Script,
-                     keys: tuple[bytes, ...], args: list[bytes]) -> Any:
-        """The server does not know the script yet (first use, or it restarted): send it."""
+                     command: tuple[Any, ...]) -> Any:
+        """The server does not know the script yet (first use, or it restarted): send it
+        whole, with the same keys and arguments."""
         if "NOSCRIPT" not in str(failure.value):
             return failure
-        return connection.execute_command(b"EVAL", script.source, len(keys), *keys, *args)
-
-    def command(self, name: str, *args: Any) -> Deferred[Any]:
-        """Run one plain command (as L{call} does for a script)."""
-        try:
-            connection = self._connection()
-        except SessionStoreUnavailable as error:
-            self._went_away(str(error))
-            return fail(error)
-        if not self._outstanding:
-            self._progress_at = self._reactor.seconds()
-        self._outstanding += 1
-        return connection.execute_command(name, *args).addBoth(self._answered)
+        return connection.execute_command(b"EVAL", script.source, *command[2:])
 
     def _answered(self, result: Any) -> Any:
         """One answer (or failure) came back."""
@@ -414,9 +410,6 @@ class RedisStore:
 
     def live_count(self) -> int:
         """How many sessions the store held when last counted (each sweep interval)."""
-        return self._count
-
-    def __len__(self) -> int:
         return self._count
 
 
