@@ -4,6 +4,7 @@ import logging
 
 from ._config import ServerConfig
 from ._passwords import hashPassword
+from ._process_server import ProcessAPIServer
 from ._service import APIService, makeAPIService
 from ._sessions import LoginSession
 from ._store import SessionStoreUnavailable
@@ -21,6 +22,7 @@ __all__ = [
     "CallbackPool",
     "LoginSession",
     "PoolJob",
+    "ProcessAPIServer",
     "ServerConfig",
     "SessionStoreUnavailable",
     "TLSFiles",

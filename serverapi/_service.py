@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import (Deferred, DeferredList, fail, gatherResults, maybeDeferred,
-                                    succeed)
+from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.internet.interfaces import (IListeningPort, IProtocolFactory,
+                                         IStreamServerEndpoint)
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 
@@ -19,19 +19,16 @@ from ._counters import Counts
 from ._credentials import Credentials, check_credentials
 from ._dispatch import Dispatcher
 from ._http import APISite
-from ._logging import loggable_username
 from ._metricsweb import MetricsEndpoint
 from ._observe import ObservedSite
 from ._origins import OriginPolicy
 from ._passwords import CredentialStore
 from ._proxies import ProxyPolicy
-from ._redis_store import LeasedSweeper, RedisStore, RedisThrottle
 from ._resource import APIContext, RootResource
-from ._sessions import LoginSession, SessionRegistry
-from ._store import Maybe, SessionStore, Throttle
-from ._sweep import SessionSweeper
-from ._throttle import LoginThrottle
-from ._timing import TimedDispatcher, TimedSweeper
+from ._session_parts import SessionParts, replace_credentials
+from ._sessions import LoginSession
+from ._store import Maybe, SessionStore
+from ._timing import TimedDispatcher
 from ._tls import WholeResponseTLSFactory
 from ._workers import CallbackPool, ThreadedCallbackPool
 
@@ -44,8 +41,6 @@ class _Failed:
 
     def __init__(self, failure: Failure) -> None:
         self.failure = failure
-_REMOVED_USER = "user removed from the credentials"
-_NAMED_REMOVALS = 10  # removed usernames named in the log line
 
 
 class APIService(Service):
@@ -55,28 +50,23 @@ class APIService(Service):
     _stop_requested = False
 
     def __init__(self, config: ServerConfig, reactor: Any, pool: CallbackPool,
-                 hash_pool: CallbackPool, others: IResource | None = None) -> None:
+                 hash_pool: CallbackPool, others: IResource | None = None, *,
+                 parts: SessionParts | None = None,
+                 endpoint: IStreamServerEndpoint | None = None) -> None:
+        """C{parts}: the session side (default: as the configuration says); C{endpoint}: where
+        to listen (default: the configuration's endpoint description)."""
         self.config = config
         self.reactor = reactor
         self._pools = (pool, hash_pool)
         self.credentials = Credentials(config.credential_store)
         # Counted only with metrics: a server without them runs the plain parts below.
         self.counts = Counts() if config.metrics_endpoint is not None else None
-        self.sessions: SessionStore
-        throttle: Throttle
-        if config.session_store_address is None:
-            self.sessions = SessionRegistry(
-                now=reactor.seconds, logger=config.log,
-                validity_callback=config.session_validity_callback,
-                max_sessions=config.max_sessions,
-                max_sessions_per_user=config.max_sessions_per_user,
-                idle_timeout=config.session_idle_timeout, max_age=config.session_max_age)
-            throttle = LoginThrottle(now=reactor.seconds, attempts=config.login_attempts,
-                                     window=config.login_window)
-        else:
-            store = self.sessions = RedisStore(config, reactor)
-            throttle = RedisThrottle(store, attempts=config.login_attempts,
-                                     window=config.login_window)
+        histogram = None if self.counts is None else self.counts.sweep_seconds
+        if parts is None:
+            parts = SessionParts.for_config(config, reactor, sweep_histogram=histogram)
+        self.sessions: SessionStore = parts.sessions
+        self.sweeper = parts.sweeper
+        self._endpoint = endpoint
         dispatching: dict[str, Any] = dict(
             queue_timeout=config.effective_queue_timeout, run_timeout=config.callback_timeout,
             hold_after=config.max_threads + config.max_queued_requests)
@@ -87,7 +77,7 @@ class APIService(Service):
                                   queue_timeout=config.effective_queue_timeout,
                                   run_timeout=config.callback_timeout,
                                   capacity=HASH_THREADS + config.max_queued_requests)
-        context = APIContext(config, self.sessions, throttle, self.callbacks, self.hashing,
+        context = APIContext(config, self.sessions, parts.throttle, self.callbacks, self.hashing,
                              OriginPolicy(config.cors_origins), self.credentials)
         self.root = RootResource(context, others)
         self.access_log = (AccessLog(config.access_log, reactor)
@@ -103,15 +93,6 @@ class APIService(Service):
         self.factory: IProtocolFactory = self.site
         if config.tls is not None:
             self.factory = WholeResponseTLSFactory(config.tls, self.site)
-        self.sweeper: SessionSweeper | LeasedSweeper
-        histogram = None if self.counts is None else self.counts.sweep_seconds
-        if isinstance(self.sessions, SessionRegistry):
-            sweeping = (self.sessions, reactor, config.session_check_interval, config.log)
-            self.sweeper = (SessionSweeper(*sweeping) if histogram is None else
-                            TimedSweeper(*sweeping, histogram=histogram))
-        else:
-            self.sweeper = LeasedSweeper(self.sessions, reactor, config.session_check_interval,
-                                         config.log, histogram=histogram)
         self.metrics: MetricsEndpoint | None = None
         if config.metrics_endpoint is not None and self.counts is not None:
             from ._metrics import ServerCollector, server_registry
@@ -155,7 +136,7 @@ class APIService(Service):
     def _listen(self, *, store_first: bool) -> None:
         """Begin listening on the configured endpoint; with a shared session store, connect to
         it too (first, unless the port must be bound now), failing if it cannot be reached."""
-        endpoint = serverFromString(self.reactor, self.config.endpoint)
+        endpoint = self._endpoint or serverFromString(self.reactor, self.config.endpoint)
         listening: Deferred[Any]
         if not self.sessions.shared:
             listening = endpoint.listen(self.factory)
@@ -215,6 +196,10 @@ class APIService(Service):
         if self.sessions.shared:
             self.sessions.stop()
         return _Failed(failure)
+
+    def closed(self) -> Deferred[None]:
+        """A Deferred that fires once every connection has sent what it holds and closed."""
+        return self.site.when_closed()
 
     def whenListening(self) -> Deferred[IListeningPort]:
         """A Deferred for the listening port, failing if the server cannot listen."""
@@ -297,26 +282,7 @@ class APIService(Service):
         """
         store = (credentials if isinstance(credentials, CredentialStore)
                  else CredentialStore(check_credentials(credentials)))
-        removed = sorted(self.credentials.replace(store))
-        endings = [self.sessions.end_user(username, _REMOVED_USER) for username in removed]
-        if self.sessions.shared:
-            return gatherResults(endings).addCallback(
-                lambda counts: self._replaced(store, removed, sum(counts)))
-        return self._replaced(store, removed, sum(endings))  # type: ignore[arg-type]
-
-    def _replaced(self, store: CredentialStore, removed: list[str], ended: int) -> int:
-        """Log a replacement of the credentials; return how many sessions it ended."""
-        named = ", ".join(map(loggable_username, removed[:_NAMED_REMOVALS]))
-        if len(removed) > _NAMED_REMOVALS:
-            named += ", …"
-        log = self.config.log
-        log.audit("credentials_replaced", "Credentials replaced: %d user(s), %d removed%s, "
-                  "%d session(s) ended", len(store.usernames), len(removed),
-                  f" ({named})" if named else "", ended)
-        warning = store.mixed_credentials_warning()
-        if warning is not None:
-            log.warning("%s", warning)
-        return ended
+        return replace_credentials(self.config, self.credentials, self.sessions, store)
 
     def reopenAccessLog(self) -> None:
         """Close and reopen the access log file (after log rotation moved it away)."""
@@ -336,15 +302,16 @@ class APIService(Service):
 
 def makeAPIService(config: ServerConfig, reactor: Any, pool: CallbackPool | None = None,
                    hash_pool: CallbackPool | None = None, *,
-                   others: IResource | None = None) -> APIService:
+                   others: IResource | None = None, parts: SessionParts | None = None,
+                   endpoint: IStreamServerEndpoint | None = None) -> APIService:
     """Build the server's Service from its configuration, a reactor and a callback pool.
 
     C{others}: a twisted.web resource tree to serve on every path that is not one of the
     API's three (a web page, static files), on the same port and origin; the API's rules
-    still apply on its own paths.
+    still apply on its own paths.  C{parts} and C{endpoint}: see L{APIService}.
     """
     if pool is None:
         pool = ThreadedCallbackPool(reactor, config.max_threads)
     if hash_pool is None:
         hash_pool = ThreadedCallbackPool(reactor, HASH_THREADS, name="serverapi-hash")
-    return APIService(config, reactor, pool, hash_pool, others)
+    return APIService(config, reactor, pool, hash_pool, others, parts=parts, endpoint=endpoint)

@@ -195,6 +195,10 @@ class SessionRegistry:
             return None
         return session
 
+    def with_hash(self, hashed: str) -> LoginSession | None:
+        """The registered session whose token has this hash (no checks run)."""
+        return self._by_hash.get(hashed)
+
     def authenticate(self, token: str) -> LoginSession | None:
         """L{find}, recording activity on the session found."""
         session = self.find(token)

@@ -132,7 +132,7 @@ class ThreadedAPIServer:
         _check_address(host, port)
         unknown = sorted(set(options) - set(KEYWORD_OPTIONS))
         if unknown:
-            raise TypeError(f"ThreadedAPIServer got unexpected keyword argument(s) "
+            raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) "
                             f"{', '.join(map(repr, unknown))}; the options are "
                             f"{', '.join(KEYWORD_OPTIONS)}")
         self.host = host
@@ -190,7 +190,7 @@ class ThreadedAPIServer:
             if self._service is not None:
                 raise RuntimeError("the server is already running")
             reactor = _running_reactor()
-            service = makeAPIService(self._config, reactor)
+            service = self._make_service(self._config, reactor)
             try:
                 _call_in_reactor(reactor, _START_TIMEOUT, self._start, service)
             except TimeoutError:
@@ -204,11 +204,15 @@ class ThreadedAPIServer:
         if block:
             stopped.wait()
 
+    def _make_service(self, config: ServerConfig, reactor: Any) -> Any:
+        """The core service this front door runs."""
+        return makeAPIService(config, reactor)
+
     @staticmethod
     def _stop(service: APIService) -> Any:
         """On the reactor: stop the service, then wait until its connections have sent what
         they hold (the program may end as soon as this returns)."""
-        return service.stopService().addCallback(lambda _: service.site.when_closed())
+        return service.stopService().addCallback(lambda _: service.closed())
 
     @staticmethod
     def _start(service: APIService) -> Any:

@@ -1,0 +1,136 @@
+"""A worker process's session store and login throttle: questions to the main process.
+
+The main process owns the sessions (in memory, or in the shared store it connects to) and runs
+the validity callback; a worker asks it over their local AMP channel, once per request, and
+caches nothing, so a session that ends anywhere is refused by every worker at its next use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from . import _channel as channel
+from ._logging import SafeLogger
+from ._sessions import LoginSession, SessionTableFull
+from ._store import SessionStoreUnavailable
+
+
+def _unavailable(failure: Failure) -> Failure:
+    """The main process did not answer (the channel is gone): the store is unavailable."""
+    if failure.check(SessionTableFull, SessionStoreUnavailable):
+        return failure
+    return Failure(SessionStoreUnavailable(f"the main process did not answer: "
+                                           f"{failure.getErrorMessage()}"))
+
+
+class RemoteStore:
+    """The session store of a worker: every call goes to the main process."""
+
+    shared = True  # the sessions live in the main process and outlive this one
+
+    def __init__(self, main: amp.AMP, reactor: Any, log: SafeLogger) -> None:
+        self._main = main
+        self._reactor = reactor
+        self._log = log
+
+    def _ask(self, command: type[amp.Command], **arguments: Any) -> Deferred[Any]:
+        """Call C{command} in the main process; a lost channel is L{SessionStoreUnavailable}."""
+        if not self.reachable():
+            return fail(SessionStoreUnavailable("the channel to the main process is closed"))
+        return self._main.callRemote(command, **arguments).addErrback(_unavailable)
+
+    def connect(self) -> Deferred[None]:
+        """The channel is open from the start."""
+        return succeed(None)
+
+    def reachable(self) -> bool:
+        """Whether the channel to the main process is open."""
+        transport = self._main.transport
+        return transport is not None and getattr(transport, "connected", False)
+
+    def registered(self, token: str) -> bool | None:
+        """Unknown without asking the main process: C{None} (the endpoints then read the body)."""
+        return None
+
+    def create(self, username: str, peer_address: str | None = None,
+               client_certificate_subject: str | None = None) -> Deferred[LoginSession]:
+        """Start a session in the main process."""
+        def created(answer: dict[str, Any]) -> LoginSession:
+            """The session, with the token the main process made."""
+            session = LoginSession(username, answer["token"], answer["created"], peer_address,
+                                   client_certificate_subject)
+            session._on_invalidate = self._invalidated
+            return session
+
+        return self._ask(channel.Create, username=username, peer=peer_address,
+                         subject=client_certificate_subject).addCallback(created)
+
+    def find(self, token: str, *, touch: bool = False) -> Deferred[LoginSession | None]:
+        """The live session a presented token names, as the main process judges it."""
+        def found(answer: dict[str, Any]) -> LoginSession | None:
+            """The session, or None."""
+            if not answer["found"]:
+                return None
+            return LoginSession.restored(
+                answer["username"], answer["hashed"], answer["created"], answer["active"],
+                answer["peer"], answer["subject"], session_token=token,
+                on_invalidate=self._invalidated)
+
+        return self._ask(channel.Authenticate, token=token, touch=touch).addCallback(found)
+
+    def authenticate(self, token: str) -> Deferred[LoginSession | None]:
+        """L{find}, recording activity on the session found."""
+        return self.find(token, touch=True)
+
+    def end(self, session: LoginSession, reason: str, *,
+            event: str = "session_ended") -> Deferred[bool]:
+        """End C{session} in the main process; whether it was still there."""
+        session._on_invalidate = None
+        session._valid = False
+        ended = self._ask(channel.End, username=session.username,
+                          hashed=session.hashed_session_token, created=session.created_at,
+                          active=session.last_active_at, peer=session.peer_address,
+                          subject=session.client_certificate_subject, reason=reason,
+                          event=event)
+        return ended.addCallback(lambda answer: bool(answer["ended"]))
+
+    def _invalidated(self, session: LoginSession) -> None:
+        """C{session.invalidate()} was called (in a callback thread): end it everywhere."""
+        def end() -> None:
+            self.end(session, "invalidated").addErrback(
+                lambda failure: self._log.error("Could not end an invalidated session "
+                                                "token_sha256=%s: %s",
+                                                session.hashed_session_token,
+                                                failure.getErrorMessage()))
+        self._reactor.callFromThread(end)
+
+    def live_count(self) -> int:
+        """Not known here (the main process counts): 0."""
+        return 0
+
+    def stop(self) -> None:
+        """The worker stops; the sessions stay in the main process."""
+
+
+class RemoteThrottle:
+    """The login throttle of a worker: its counts are the main process's, shared by all."""
+
+    def __init__(self, store: RemoteStore) -> None:
+        self._store = store
+
+    def retry_after(self, username: str, address: str) -> Deferred[float]:
+        """Seconds the attempt must wait (0 to go ahead)."""
+        return self._store._ask(channel.RetryAfter, username=username, address=address
+                                ).addCallback(lambda answer: float(answer["seconds"]))
+
+    def failed(self, username: str, address: str) -> Deferred[Any]:
+        """Count a failed login."""
+        return self._store._ask(channel.LoginFailed, username=username, address=address)
+
+    def succeeded(self, username: str, address: str) -> Deferred[Any]:
+        """Clear the pair's failures after a successful login."""
+        return self._store._ask(channel.LoginSucceeded, username=username, address=address)

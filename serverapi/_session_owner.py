@@ -1,0 +1,139 @@
+"""The main process's end of a worker's channel: it answers from the sessions it owns.
+
+The sessions live here (in memory, or in the shared store this process connects to), and so
+the validity callback runs here, on this process's reactor thread, as the seed promises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from . import _channel as channel
+from ._logging import SafeLogger
+from ._sessions import LoginSession, SessionRegistry
+from ._store import SessionStore, SessionStoreUnavailable, Throttle
+
+_NOT_FOUND = {"found": False}
+
+
+def _then(result: Any, function: Callable[[Any], Any]) -> Any:
+    """C{function(result)} now, or once the Deferred C{result} fires."""
+    if isinstance(result, Deferred):
+        return result.addCallback(function)
+    return function(result)
+
+
+def _session_answer(session: LoginSession | None) -> dict[str, Any]:
+    """A session as the Authenticate command answers it."""
+    if session is None:
+        return _NOT_FOUND
+    return {"found": True, "username": session.username,
+            "hashed": session.hashed_session_token, "created": session.created_at,
+            "active": session.last_active_at, "peer": session.peer_address,
+            "subject": session.client_certificate_subject}
+
+
+class WorkerEvents:
+    """What the supervisor hears about one worker through its channel."""
+
+    def ready(self, pid: int) -> None:
+        """The worker serves."""
+
+    def start_failed(self, reason: str) -> None:
+        """The worker cannot serve."""
+
+    def channel_lost(self) -> None:
+        """The channel closed: the worker is gone or going."""
+
+
+class SessionOwner(amp.AMP):
+    """Answers one worker's questions about sessions and failed logins, and hears how it is."""
+
+    def __init__(self, sessions: SessionStore, throttle: Throttle, log: SafeLogger,
+                 events: WorkerEvents, *, knows: Callable[[str], bool]) -> None:
+        """C{knows}: whether a username is in the current credentials."""
+        super().__init__()
+        self._knows = knows
+        self._sessions = sessions
+        self._throttle = throttle
+        self._log = log
+        self._events = events
+
+    @channel.Authenticate.responder
+    def authenticate(self, token: str, touch: bool) -> Any:
+        """The live session a token names, after expiry and the validity callback."""
+        found = self._sessions.authenticate(token) if touch else self._sessions.find(token)
+        return _then(found, _session_answer)
+
+    @channel.Create.responder
+    def create(self, username: str, peer: str | None, subject: str | None) -> Any:
+        """Start a session (for a user still in the credentials: a worker may have checked the
+        password just before they were replaced)."""
+        if not self._knows(username):
+            raise SessionStoreUnavailable("the user was removed during the login")
+        return _then(self._sessions.create(username, peer, subject),
+                     lambda session: {"token": session.session_token,
+                                      "created": session.created_at})
+
+    @channel.End.responder
+    def end(self, username: str, hashed: str, created: float, active: float,
+            peer: str | None, subject: str | None, reason: str, event: str) -> Any:
+        """End a session a worker ended (logout, force_logout, invalidate())."""
+        session: LoginSession | None
+        if isinstance(self._sessions, SessionRegistry):
+            session = self._sessions.with_hash(hashed)
+            if session is None or session.username != username:
+                return {"ended": False}
+        else:  # a shared store ends it by its hash
+            session = LoginSession.restored(username, hashed, created, active, peer, subject)
+        return _then(self._sessions.end(session, reason, event=event),
+                     lambda ended: {"ended": bool(ended)})
+
+    @channel.RetryAfter.responder
+    def retry_after(self, username: str, address: str) -> Any:
+        """Seconds a login attempt must wait."""
+        return _then(self._throttle.retry_after(username, address),
+                     lambda seconds: {"seconds": float(seconds)})
+
+    @channel.LoginFailed.responder
+    def login_failed(self, username: str, address: str) -> Any:
+        """Count a failed login."""
+        return _then(self._throttle.failed(username, address), lambda _: {})
+
+    @channel.LoginSucceeded.responder
+    def login_succeeded(self, username: str, address: str) -> Any:
+        """Clear a pair's failures."""
+        return _then(self._throttle.succeeded(username, address), lambda _: {})
+
+    @channel.Ready.responder
+    def ready(self, pid: int) -> dict[str, Any]:
+        """The worker serves."""
+        self._events.ready(pid)
+        return {}
+
+    @channel.StartFailed.responder
+    def start_failed(self, reason: str) -> dict[str, Any]:
+        """The worker cannot serve."""
+        self._events.start_failed(reason)
+        return {}
+
+    @channel.Log.responder
+    def log(self, level: int, text: str, event: str | None, user: str | None,
+            peer: str | None, token_sha256: str | None, reason: str | None) -> dict[str, Any]:
+        """Write a worker's log line (or audit event) to the user's logger."""
+        if event is None:
+            self._log.log(level, "%s", text)
+        else:
+            self._log.audit(event, "%s", text, user=user, peer=peer, token_sha256=token_sha256,
+                            reason=reason, level=level)
+        return {}
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        """The worker's end closed."""
+        super().connectionLost(reason)
+        self._events.channel_lost()
