@@ -30,3 +30,15 @@ def sleepy_echo(delay: float) -> Callable[[str, str, dict[str, Any]], tuple[bool
         return echo(username, session_token, data)
 
     return callback
+
+
+# Iterations of cpu_echo's loop: about 2 ms of pure Python on the machine of docs/performance.md.
+CPU_LOOP = 40_000
+
+
+def cpu_echo(username: str, session_token: str, data: dict[str, Any]) -> tuple[bool, bool, dict]:
+    """The echo callback after about 2 ms of pure-Python work (it holds the GIL throughout)."""
+    total = 0
+    for number in range(CPU_LOOP):
+        total += number * number
+    return echo(username, session_token, data)

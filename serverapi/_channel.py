@@ -91,7 +91,8 @@ class Authenticate(amp.Command):
     expiry and the validity callback; C{found} false when there is none."""
 
     arguments = [(b"token", LongText()), (b"touch", amp.Boolean())]
-    response = [(b"found", amp.Boolean()), (b"username", LongText(optional=True)),
+    response = [(b"found", amp.Boolean()), (b"cache", amp.Boolean(optional=True)),
+                (b"username", LongText(optional=True)),
                 (b"hashed", amp.Unicode(optional=True)), (b"created", amp.Float(optional=True)),
                 (b"active", amp.Float(optional=True)), (b"peer", Text(optional=True)),
                 (b"subject", Text(optional=True))]
@@ -103,7 +104,8 @@ class Create(amp.Command):
 
     arguments = [(b"username", LongText()), (b"peer", Text(optional=True)),
                  (b"subject", Text(optional=True))]
-    response = [(b"token", amp.Unicode()), (b"created", amp.Float())]
+    response = [(b"token", amp.Unicode()), (b"created", amp.Float()),
+                (b"cache", amp.Boolean())]
     errors = _STORE_ERRORS
 
 
@@ -139,6 +141,14 @@ class LoginSucceeded(amp.Command):
     errors = _STORE_ERRORS
 
 
+class Touched(amp.Command):
+    """Sessions (hashed tokens, comma-separated) a worker served from its cache since it last
+    said so, and when it said so: their last activity, for the main process's records."""
+
+    arguments = [(b"hashes", LongText()), (b"at", amp.Float())]
+    requiresAnswer = False
+
+
 # Worker to main: how the worker is doing --------------------------------------------------------
 
 class Ready(amp.Command):
@@ -172,6 +182,14 @@ class Drain(amp.Command):
     """Stop accepting, let running callbacks finish within the grace period, then exit."""
 
     arguments: list[tuple[bytes, amp.Argument]] = []
+    response: list[tuple[bytes, amp.Argument]] = []
+
+
+class Forget(amp.Command):
+    """These sessions (hashed tokens, comma-separated) ended: drop them from the cache; the
+    answer says they are dropped."""
+
+    arguments = [(b"hashes", LongText())]
     response: list[tuple[bytes, amp.Argument]] = []
 
 

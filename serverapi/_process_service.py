@@ -89,6 +89,15 @@ class ProcessService(Service):
         self.sessions = parts.sessions
         self._throttle = parts.throttle
         self.sweeper = parts.sweeper
+        # Workers may keep the sessions they see when nothing about a session can change
+        # without this process knowing: sessions in memory here, no validity callback (it runs
+        # before every request) and no idle timeout (activity on any worker counts).  Every
+        # session that ends is then dropped from every worker's cache before a logout (or
+        # invalidateUserSessions, or setCredentials) answers.
+        self.cache = (not self.sessions.shared and config.session_validity_callback is None
+                      and config.session_idle_timeout is None)
+        if self.cache:
+            self.sessions.on_end = self._forget  # type: ignore[attr-defined]
         self.port: IListeningPort | None = None
         self.supervisor: WorkerSupervisor | None = None
         self._listening: Deferred[IListeningPort | _Failed] | None = None
@@ -98,7 +107,24 @@ class ProcessService(Service):
     def _owner(self, events: WorkerEvents) -> SessionOwner:
         """The channel's end for one more worker."""
         return SessionOwner(self.sessions, self._throttle, self.config.log, events,
-                            knows=lambda username: self.credentials.store.knows(username))
+                            knows=lambda username: self.credentials.store.knows(username),
+                            reactor=self.reactor, cache=self.cache, forgotten=self._forgotten)
+
+    def _forget(self, hashed: str) -> None:
+        """A session ended: every worker drops it from its cache."""
+        if self.supervisor is not None:
+            self.supervisor.forget(hashed)
+
+    def _forgotten(self) -> Deferred[None]:
+        """Fires once every worker has dropped every session that ended so far."""
+        return self.supervisor.forgotten() if self.supervisor is not None else succeed(None)
+
+    def _after_forgetting(self, result: Any) -> Any:
+        """C{result} (a value or Deferred), once the workers dropped what ended with it."""
+        if not self.cache:
+            return result
+        done = result if isinstance(result, Deferred) else succeed(result)
+        return done.addCallback(lambda value: self._forgotten().addCallback(lambda _: value))
 
     def privilegedStartService(self) -> None:
         """Listen now (the daemon's case: before privileges are dropped), raising at once
@@ -231,7 +257,8 @@ class ProcessService(Service):
         checks logins against the new ones before this answers."""
         store = (credentials if isinstance(credentials, CredentialStore)
                  else CredentialStore(check_credentials(credentials)))
-        ended = replace_credentials(self.config, self.credentials, self.sessions, store)
+        ended = self._after_forgetting(
+            replace_credentials(self.config, self.credentials, self.sessions, store))
         if self.supervisor is None:
             return ended
         told = self.supervisor.broadcast(channel.ReplaceCredentials, store=pickle.dumps(store))
@@ -258,8 +285,8 @@ class ProcessService(Service):
         return self.sessions.snapshot()
 
     def invalidateUserSessions(self, username: str) -> Maybe[int]:
-        """End every session of C{username}; how many."""
-        return self.sessions.end_user(username)
+        """End every session of C{username}; how many (once no worker serves them)."""
+        return self._after_forgetting(self.sessions.end_user(username))
 
     def worker_pids(self) -> list[int]:
         """The worker processes' ids."""

@@ -1,8 +1,11 @@
 """A worker process's session store and login throttle: questions to the main process.
 
 The main process owns the sessions (in memory, or in the shared store it connects to) and runs
-the validity callback; a worker asks it over their local AMP channel, once per request, and
-caches nothing, so a session that ends anywhere is refused by every worker at its next use.
+the validity callback; a worker asks it over their local AMP channel.  When the main process
+allows it (sessions in its memory, no validity callback, no idle timeout: nothing about a
+session can change without the main process knowing), the worker keeps the sessions it learns
+of, and serves their requests without asking; the main process tells every worker of every
+session that ends, and a logout answers only once every worker has dropped it.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from twisted.python.failure import Failure
 
 from . import _channel as channel
 from ._logging import SafeLogger
-from ._sessions import LoginSession, SessionTableFull
-from ._store import SessionStoreUnavailable
+from ._sessions import LoginSession, SessionTableFull, hash_token
+from ._store import Maybe, SessionStoreUnavailable
 
 
 def _unavailable(failure: Failure) -> Failure:
@@ -32,10 +35,35 @@ class RemoteStore:
 
     shared = True  # the sessions live in the main process and outlive this one
 
-    def __init__(self, main: amp.AMP, reactor: Any, log: SafeLogger) -> None:
+    def __init__(self, main: amp.AMP, reactor: Any, log: SafeLogger, *,
+                 max_age: float | None = None) -> None:
         self._main = main
         self._reactor = reactor
         self._log = log
+        self._max_age = max_age
+        self._cache: dict[str, LoginSession] = {}
+        self._touched: set[str] = set()
+
+    def forget(self, hashes: list[str]) -> None:
+        """The main process says these sessions ended: drop them."""
+        for hashed in hashes:
+            session = self._cache.pop(hashed, None)
+            if session is not None:
+                session._on_invalidate = None
+                session._valid = False
+            self._touched.discard(hashed)
+
+    def report_activity(self) -> None:
+        """Tell the main process which cached sessions were used since the last report."""
+        if self._touched and self.reachable():
+            hashes, self._touched = ",".join(self._touched), set()
+            self._main.callRemote(channel.Touched, hashes=hashes, at=self._reactor.seconds())
+
+    def _keep(self, session: LoginSession, answer: dict[str, Any]) -> LoginSession:
+        """Cache C{session} if the main process allows it."""
+        if answer.get("cache"):
+            self._cache[session.hashed_session_token] = session
+        return session
 
     def _ask(self, command: type[amp.Command], **arguments: Any) -> Deferred[Any]:
         """Call C{command} in the main process; a lost channel is L{SessionStoreUnavailable}."""
@@ -53,8 +81,9 @@ class RemoteStore:
         return transport is not None and getattr(transport, "connected", False)
 
     def registered(self, token: str) -> bool | None:
-        """Unknown without asking the main process: C{None} (the endpoints then read the body)."""
-        return None
+        """Whether a token names a cached session; otherwise unknown without asking the main
+        process: C{None} (the endpoints then read the body)."""
+        return True if self._cache and hash_token(token) in self._cache else None
 
     def create(self, username: str, peer_address: str | None = None,
                client_certificate_subject: str | None = None) -> Deferred[LoginSession]:
@@ -64,25 +93,39 @@ class RemoteStore:
             session = LoginSession(username, answer["token"], answer["created"], peer_address,
                                    client_certificate_subject)
             session._on_invalidate = self._invalidated
-            return session
+            return self._keep(session, answer)
 
         return self._ask(channel.Create, username=username, peer=peer_address,
                          subject=client_certificate_subject).addCallback(created)
 
-    def find(self, token: str, *, touch: bool = False) -> Deferred[LoginSession | None]:
-        """The live session a presented token names, as the main process judges it."""
+    def find(self, token: str, *, touch: bool = False) -> Maybe[LoginSession | None]:
+        """The live session a presented token names: from the cache (at once), else as the
+        main process judges it."""
+        if self._cache:
+            hashed = hash_token(token)
+            cached = self._cache.get(hashed)
+            if cached is not None:
+                expired = (self._max_age is not None and
+                           self._reactor.seconds() - cached.created_at >= self._max_age)
+                if cached._valid and not expired:
+                    if touch:
+                        cached.last_active_at = self._reactor.seconds()
+                        self._touched.add(hashed)
+                    return cached
+                del self._cache[hashed]  # the main process decides (and ends it)
+
         def found(answer: dict[str, Any]) -> LoginSession | None:
             """The session, or None."""
             if not answer["found"]:
                 return None
-            return LoginSession.restored(
+            return self._keep(LoginSession.restored(
                 answer["username"], answer["hashed"], answer["created"], answer["active"],
                 answer["peer"], answer["subject"], session_token=token,
-                on_invalidate=self._invalidated)
+                on_invalidate=self._invalidated), answer)
 
         return self._ask(channel.Authenticate, token=token, touch=touch).addCallback(found)
 
-    def authenticate(self, token: str) -> Deferred[LoginSession | None]:
+    def authenticate(self, token: str) -> Maybe[LoginSession | None]:
         """L{find}, recording activity on the session found."""
         return self.find(token, touch=True)
 
@@ -91,6 +134,7 @@ class RemoteStore:
         """End C{session} in the main process; whether it was still there."""
         session._on_invalidate = None
         session._valid = False
+        self.forget([session.hashed_session_token])
         ended = self._ask(channel.End, username=session.username,
                           hashed=session.hashed_session_token, created=session.created_at,
                           active=session.last_active_at, peer=session.peer_address,
@@ -107,10 +151,6 @@ class RemoteStore:
                                                 session.hashed_session_token,
                                                 failure.getErrorMessage()))
         self._reactor.callFromThread(end)
-
-    def live_count(self) -> int:
-        """Not known here (the main process counts): 0."""
-        return 0
 
     def stop(self) -> None:
         """The worker stops; the sessions stay in the main process."""

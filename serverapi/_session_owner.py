@@ -28,11 +28,11 @@ def _then(result: Any, function: Callable[[Any], Any]) -> Any:
     return function(result)
 
 
-def _session_answer(session: LoginSession | None) -> dict[str, Any]:
+def _session_answer(session: LoginSession | None, cache: bool) -> dict[str, Any]:
     """A session as the Authenticate command answers it."""
     if session is None:
         return _NOT_FOUND
-    return {"found": True, "username": session.username,
+    return {"found": True, "cache": cache, "username": session.username,
             "hashed": session.hashed_session_token, "created": session.created_at,
             "active": session.last_active_at, "peer": session.peer_address,
             "subject": session.client_certificate_subject}
@@ -55,10 +55,16 @@ class SessionOwner(amp.AMP):
     """Answers one worker's questions about sessions and failed logins, and hears how it is."""
 
     def __init__(self, sessions: SessionStore, throttle: Throttle, log: SafeLogger,
-                 events: WorkerEvents, *, knows: Callable[[str], bool]) -> None:
-        """C{knows}: whether a username is in the current credentials."""
+                 events: WorkerEvents, *, knows: Callable[[str], bool], reactor: Any,
+                 cache: bool, forgotten: Callable[[], Deferred[None]]) -> None:
+        """C{knows}: whether a username is in the current credentials.  C{cache}: whether
+        workers may keep the sessions they are told of (see L{ProcessService}); then
+        C{forgotten} waits until every worker has dropped the sessions that ended so far."""
         super().__init__()
         self._knows = knows
+        self._reactor = reactor
+        self._cache = cache
+        self._forgotten = forgotten
         self._sessions = sessions
         self._throttle = throttle
         self._log = log
@@ -68,7 +74,7 @@ class SessionOwner(amp.AMP):
     def authenticate(self, token: str, touch: bool) -> Any:
         """The live session a token names, after expiry and the validity callback."""
         found = self._sessions.authenticate(token) if touch else self._sessions.find(token)
-        return _then(found, _session_answer)
+        return _then(found, lambda session: _session_answer(session, self._cache))
 
     @channel.Create.responder
     def create(self, username: str, peer: str | None, subject: str | None) -> Any:
@@ -76,9 +82,19 @@ class SessionOwner(amp.AMP):
         password just before they were replaced)."""
         if not self._knows(username):
             raise SessionStoreUnavailable("the user was removed during the login")
-        return _then(self._sessions.create(username, peer, subject),
-                     lambda session: {"token": session.session_token,
-                                      "created": session.created_at})
+        return _then(self._sessions.create(username, peer, subject), self._created)
+
+    def _created(self, session: LoginSession) -> dict[str, Any]:
+        """Answer with the new session (watching it for invalidate(), when workers cache)."""
+        if self._cache:
+            session._on_invalidate = self._invalidated
+        return {"token": session.session_token, "created": session.created_at,
+                "cache": self._cache}
+
+    def _invalidated(self, session: LoginSession) -> None:
+        """C{invalidate()} on this process's copy (any thread): end it, which tells the
+        workers."""
+        self._reactor.callFromThread(self._sessions.end, session, "invalidated")
 
     @channel.End.responder
     def end(self, username: str, hashed: str, created: float, active: float,
@@ -91,8 +107,25 @@ class SessionOwner(amp.AMP):
                 return {"ended": False}
         else:  # a shared store ends it by its hash
             session = LoginSession.restored(username, hashed, created, active, peer, subject)
-        return _then(self._sessions.end(session, reason, event=event),
-                     lambda ended: {"ended": bool(ended)})
+        return _then(self._sessions.end(session, reason, event=event), self._ended)
+
+    def _ended(self, ended: bool) -> Any:
+        """Answer once every worker has dropped the session (when they cache), so that after
+        a logout no worker serves its token."""
+        answer = {"ended": bool(ended)}
+        if not self._cache:
+            return answer
+        return self._forgotten().addCallback(lambda _: answer)
+
+    @channel.Touched.responder
+    def touched(self, hashes: str, at: float) -> dict[str, Any]:
+        """Record the activity a worker saw on sessions it served from its cache."""
+        if isinstance(self._sessions, SessionRegistry):
+            for hashed in hashes.split(","):
+                session = self._sessions.with_hash(hashed)
+                if session is not None and session.last_active_at < at:
+                    session.last_active_at = at
+        return {}
 
     @channel.RetryAfter.responder
     def retry_after(self, username: str, address: str) -> Any:

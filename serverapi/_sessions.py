@@ -149,6 +149,9 @@ class SessionRegistry:
         self._max_age = max_age
         self._by_hash: dict[str, LoginSession] = {}
         self._by_user: dict[str, dict[str, LoginSession]] = {}
+        # Told the hashed token of every session that ends (the main process of worker
+        # processes tells the workers that cache sessions).
+        self.on_end: Callable[[str], object] | None = None
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -186,6 +189,8 @@ class SessionRegistry:
             if not mine:
                 del self._by_user[session.username]
         audit_session_ended(self._log, session, reason, event=event)
+        if self.on_end is not None:
+            self.on_end(key)
         return True
 
     def find(self, token: str) -> LoginSession | None:

@@ -110,6 +110,10 @@ class WorkerSupervisor:
         self._restarts: list[Any] = []
         self._reaper = LoopingCall(self._reap)
         self._reaper.clock = reactor
+        self._to_forget: list[str] = []
+        # The batch of ended sessions the workers are being told of (or about to be): its
+        # Deferred fires once every worker has dropped them.
+        self._forgetting: Deferred[None] | None = None
 
     @property
     def pids(self) -> list[int]:
@@ -208,6 +212,35 @@ class WorkerSupervisor:
                     process.reapProcess()  # type: ignore[attr-defined]
                 except Exception:
                     pass
+
+    def forget(self, hashed: str) -> None:
+        """A session ended: tell every worker to drop it from its cache (batched per reactor
+        turn)."""
+        self._to_forget.append(hashed)
+        if self._forgetting is None or self._forgetting.called:
+            self._forgetting = Deferred()
+            self._reactor.callLater(0, self._send_forgets, self._forgetting)
+
+    def _send_forgets(self, batch: Deferred[None]) -> None:
+        """Send the batch to every worker with a channel; fire C{batch} when all answered."""
+        hashes, self._to_forget = ",".join(self._to_forget), []
+        calls = [worker.channel.callRemote(channel.Forget, hashes=hashes)
+                 for worker in self.workers if not worker.gone and worker.channel is not None]
+        DeferredList(calls, consumeErrors=True).addCallback(lambda _: batch.callback(None))
+
+    def forgotten(self) -> Deferred[None]:
+        """Fires once every worker has dropped every session that ended so far."""
+        batch = self._forgetting
+        if batch is None or batch.called:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+
+        def tell(result: object) -> object:
+            waiter.callback(None)
+            return result
+
+        batch.addBoth(tell)
+        return waiter
 
     def broadcast(self, command: type[amp.Command], **arguments: Any) -> Deferred[list[Any]]:
         """Send C{command} to every serving worker; their answers (failures included)."""

@@ -22,6 +22,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
 from twisted.protocols import amp
 from twisted.python import threadable
 from twisted.python.failure import Failure
@@ -35,6 +36,9 @@ LISTEN_FD = 3
 CHANNEL_FD = 4
 # Exit status of a worker that could not start (the main process does not replace it at once).
 START_FAILED_EXIT = 3
+# How often a worker tells the main process which cached sessions it served (their last
+# activity, as getSessions() shows it).
+ACTIVITY_REPORT_INTERVAL = 0.25
 FAMILIES = {"INET": socket.AF_INET, "INET6": socket.AF_INET6, "UNIX": socket.AF_UNIX}
 
 
@@ -114,10 +118,23 @@ class AdoptedPort:
         self._family = family
 
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
-        """Accept on the inherited socket (this process's copy of the descriptor is closed
-        once the reactor holds its own)."""
+        """Accept on the inherited socket, one connection per readiness (this process's copy
+        of the descriptor is closed once the reactor holds its own).
+
+        Every worker is woken when a client connects, and the first to call accept() gets it.
+        Twisted's port accepts up to a hundred at a time, so one worker would take a whole
+        burst of connections; accepting one at a time, a busy worker (whose loop turns more
+        slowly) leaves the next connections to an idle one.
+        """
         port = self._reactor.adoptStreamPort(self._fd, self._family, factory)
         os.close(self._fd)
+        accept = port.doRead
+
+        def accept_one() -> Any:
+            port.numberAccepts = 1
+            return accept()
+
+        port.doRead = accept_one
         return succeed(port)
 
 
@@ -130,6 +147,12 @@ class WorkerChannel(amp.AMP):
     def drain(self) -> Deferred[dict[str, Any]]:
         """Stop serving gracefully, answer, then exit."""
         return self.worker.drain().addCallback(lambda _: {})
+
+    @channel.Forget.responder
+    def forget(self, hashes: str) -> dict[str, Any]:
+        """Sessions that ended: drop them from the cache."""
+        self.worker.store.forget(hashes.split(","))
+        return {}
 
     @channel.ReplaceCredentials.responder
     def replace_credentials(self, store: bytes) -> dict[str, Any]:
@@ -157,6 +180,8 @@ class Worker:
     """One worker process's server."""
 
     service: Any = None
+    store: RemoteStore
+    _reporting: LoopingCall | None = None
 
     def __init__(self, setup: WorkerSetup, reactor: Any) -> None:
         self.setup = setup
@@ -190,7 +215,11 @@ class Worker:
         log = ForwardingLogger(logger, self.main, self.reactor)
         logger.addHandler(_ForwardingHandler(log))
         object.__setattr__(config, "log", log)  # the core logs through config.log
-        store = RemoteStore(self.main, self.reactor, log)
+        store = self.store = RemoteStore(self.main, self.reactor, log,
+                                         max_age=config.session_max_age)
+        self._reporting = LoopingCall(store.report_activity)
+        self._reporting.clock = self.reactor
+        self._reporting.start(ACTIVITY_REPORT_INTERVAL, now=False)
         parts = SessionParts(store, RemoteThrottle(store), NoSweep())
         endpoint = AdoptedPort(self.reactor, LISTEN_FD, FAMILIES[self.setup.family])
         self.service = makeAPIService(config, self.reactor, parts=parts, endpoint=endpoint)
@@ -209,6 +238,8 @@ class Worker:
         """Stop accepting, let callbacks finish within the grace period, close connections,
         then stop the reactor (the process exits)."""
         if self._stopping is None:
+            if self._reporting is not None and self._reporting.running:
+                self._reporting.stop()
             if self.service is None:
                 self._stopping = succeed(None)
             else:
