@@ -60,14 +60,19 @@ class CallbackReference:
                             f"module-level function, or 'package.module:name'); {callback!r} "
                             f"is not")
         script = None
+        owner = sys.modules.get(module)
         if module == "__main__":
-            script = getattr(sys.modules["__main__"], "__file__", None)
-            if script is None:
+            spec = getattr(owner, "__spec__", None)
+            script = getattr(owner, "__file__", None)
+            if spec is not None and spec.name != "__main__":  # python -m package.module
+                module, script = spec.name, None
+            elif script is None:
                 raise TypeError("request_callback is defined in an interactive session; the "
                                 "worker processes cannot import it: define it in a module")
-            script = os.path.abspath(script)
+            else:
+                script = os.path.abspath(script)
         reference = cls(module, name, script)
-        if reference._resolve(sys.modules.get(module)) is not callback:
+        if reference._resolve(owner) is not callback:
             raise TypeError(f"request_callback must be importable by the worker processes: "
                             f"{module}:{name} does not name {callback!r}")
         return callback, reference

@@ -166,6 +166,16 @@ class CredentialStore:
         self._cost: float | None = None  # thread CPU seconds the costliest check last took
         self._calibration = threading.Lock()
 
+    def __getstate__(self) -> dict[str, object]:
+        """Everything but the lock (a worker process receives a copy; see ProcessAPIServer)."""
+        return {name: getattr(self, name) for name in self.__slots__ if name != "_calibration"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Back from L{__getstate__}, with a lock of its own."""
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._calibration = threading.Lock()
+
     @property
     def has_hashes(self) -> bool:
         """Whether any user's credential is a hash (so every check is slow)."""

@@ -66,19 +66,27 @@ class RemoteStore:
         return session
 
     def _ask(self, command: type[amp.Command], **arguments: Any) -> Deferred[Any]:
-        """Call C{command} in the main process; a lost channel is L{SessionStoreUnavailable}."""
+        """Call C{command} in the main process; a lost channel is L{SessionStoreUnavailable}.
+
+        The answer comes on a Deferred of its own: AMP drops the whole channel when the
+        Deferred of a call still holds a failure once the answer is delivered, and a caller's
+        failure must cost that caller only.
+        """
         if not self.reachable():
             return fail(SessionStoreUnavailable("the channel to the main process is closed"))
-        return self._main.callRemote(command, **arguments).addErrback(_unavailable)
+        answer: Deferred[Any] = Deferred()
+        self._main.callRemote(command, **arguments).addCallbacks(
+            answer.callback, lambda failure: answer.errback(_unavailable(failure)))
+        return answer
 
     def connect(self) -> Deferred[None]:
         """The channel is open from the start."""
         return succeed(None)
 
     def reachable(self) -> bool:
-        """Whether the channel to the main process is open."""
-        transport = self._main.transport
-        return transport is not None and getattr(transport, "connected", False)
+        """Whether the channel to the main process is open (AMP lets go of its transport when
+        the connection is lost)."""
+        return self._main.transport is not None
 
     def registered(self, token: str) -> bool | None:
         """Whether a token names a cached session; otherwise unknown without asking the main

@@ -179,6 +179,7 @@ class SessionRegistry:
 
         The audit event is C{event} (C{"logout"} for a logout) with C{reason} as its reason.
         """
+        session._on_invalidate = None  # ending it here is all an invalidate() hook would do
         session.invalidate()
         key = session.hashed_session_token
         if self._by_hash.pop(key, None) is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import importlib
 import logging
 import signal
 import sys
@@ -18,11 +17,13 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger, LoggingFile
 from twisted.python import usage
 
+from ._callback_reference import CallbackReference, import_reference
 from ._config import (COOKIE_LEVELS, DEFAULT_ENDPOINT, DEFAULTS, NUMBERS, ServerConfig,
                       check_callable, daemon_flag)
 from ._credentials import CredentialsFileError, read_credentials_file, \
     readable_plaintext_warning
 from ._logging import AUDIT_MARK
+from ._process_service import ProcessService, check_for_workers
 from ._service import APIService, makeAPIService
 from ._store import SessionStoreUnavailable
 from ._store_probe import probe_store
@@ -43,19 +44,10 @@ def load_credentials(path: str) -> dict[str, str]:
 
 def import_callable(option: str, path: str, arity: int) -> Callable[..., Any]:
     """Import C{MODULE:NAME}, raising C{UsageError} unless it is a callable of C{arity} args."""
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise usage.UsageError(f"--{option}: {path!r} must look like package.module:function")
     try:
-        target: Any = importlib.import_module(module_name)
-    except (Exception, SystemExit) as error:  # a module that exits at import is an error too
-        raise usage.UsageError(f"--{option}: cannot import {module_name!r}: "
-                               f"{type(error).__name__}: {error}") from None
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise usage.UsageError(f"--{option}: {module_name!r} has no {attribute!r}") from None
+        target = import_reference(path)
+    except (ValueError, ImportError) as error:
+        raise usage.UsageError(f"--{option}: {error}") from None
     try:
         check_callable(f"--{option} {path}", target, arity)
     except TypeError as error:
@@ -92,6 +84,8 @@ class Options(usage.Options):
                                       "rediss://...; needs serverapi[redis]."],
         ["session-store-prefix", None, DEFAULTS["session_store_prefix"],
          "Prefix of every key serverapi uses in the session store."],
+        ["workers", None, None, "Serve from N worker processes on the one socket (as "
+                                "serverapi.ProcessAPIServer); the callback runs in them."],
     ] + [[daemon_flag(option), None,
           None if option.default is None else str(option.default), option.metadata["help"]]
          for option in NUMBERS]
@@ -128,7 +122,9 @@ class Options(usage.Options):
             self._endpoint(option)
         self.credentials_path = self["credentials"]
         self["credentials"] = self._credentials(self["credentials"])
-        self["callback"] = import_callable("callback", self["callback"], 3)
+        path = self["callback"]
+        self["callback"] = import_callable("callback", path, 3)
+        self.callback_reference = CallbackReference.of(path)[1]  # for worker processes
         if self["validity-callback"] is not None:
             self["validity-callback"] = import_callable("validity-callback",
                                                         self["validity-callback"], 1)
@@ -153,6 +149,18 @@ class Options(usage.Options):
                 **{option.name: self[daemon_flag(option)] for option in NUMBERS})
         except (TypeError, ValueError) as error:
             raise usage.UsageError(_daemon_words(str(error))) from None
+        if self["workers"] is not None:
+            self._workers()
+
+    def _workers(self) -> None:
+        """Check --workers and what worker processes need."""
+        text = self["workers"]
+        try:
+            self["workers"] = check_for_workers(self.config, int(text))
+        except ValueError as error:
+            if not text.strip().lstrip("-").isdigit():
+                raise usage.UsageError(f"--workers must be an integer, not {text!r}") from None
+            raise usage.UsageError(f"--workers: {_daemon_words(str(error))}") from None
 
     def _credentials(self, path: str) -> dict[str, str]:
         """Load the credentials, noting a warning if plaintext passwords are world-readable."""
@@ -278,7 +286,7 @@ class DaemonProcess(Service):
       embedded ThreadedAPIServer does not do this: there the process is the user's.
     """
 
-    def __init__(self, reactor: Any, api: APIService | None = None,
+    def __init__(self, reactor: Any, api: APIService | ProcessService | None = None,
                  credentials_path: str | None = None) -> None:
         self._reactor = reactor
         self._api = api
@@ -344,7 +352,7 @@ class DaemonProcess(Service):
 
     def reopen_access_log(self) -> None:
         """Reopen the access log file, logging one error line if it cannot be opened."""
-        if self._api is None or self._api.access_log is None:
+        if self._api is None or self._api.config.access_log is None:
             return
         try:
             self._api.reopenAccessLog()
@@ -365,16 +373,16 @@ class DaemonServices(MultiService):
         twistd stops the reactor next, which would drop answers still in a send buffer."""
         stopping = super().stopService()
         for child in self:
-            if isinstance(child, APIService):
-                site = child.site
-                stopping.addCallback(lambda _: site.when_closed())
+            if isinstance(child, (APIService, ProcessService)):
+                stopping.addCallback(lambda _, api=child: api.closed())
         return stopping
 
     def privilegedStartService(self) -> None:
         """Check that the session store answers, then listen (as twistd does before dropping
         privileges), turning errors into one line."""
         for child in self:
-            address = child.config.session_store_address if isinstance(child, APIService) else None
+            address = (child.config.session_store_address
+                       if isinstance(child, (APIService, ProcessService)) else None)
             if address is not None:
                 try:
                     probe_store(address, child.config.timeout)
@@ -431,7 +439,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     for warning in options.warnings:
         options.config.logger.warning("%s", warning)
     parent = DaemonServices()
-    api = makeAPIService(options.config, reactor)
+    api: APIService | ProcessService
+    if options["workers"] is None:
+        api = makeAPIService(options.config, reactor)
+    else:
+        api = ProcessService(options.config, reactor, workers=options["workers"],
+                             callback=options.callback_reference)
     api.setServiceParent(parent)
     DaemonProcess(reactor, api, getattr(options, "credentials_path", None)).setServiceParent(
         parent)

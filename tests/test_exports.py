@@ -18,7 +18,7 @@ class ExportTests(SynchronousTestCase):
     def test_all(self) -> None:
         """__all__ is exactly the public API."""
         self.assertEqual(sorted(serverapi.__all__), [
-            "APIService", "CallbackPool", "LoginSession", "PoolJob", "ServerConfig",
+            "APIService", "CallbackPool", "LoginSession", "PoolJob", "ProcessAPIServer", "ServerConfig",
             "SessionStoreUnavailable", "TLSFiles", "ThreadedAPIServer", "ThreadedCallbackPool", "hashPassword", "makeAPIService"])
         for name in serverapi.__all__:
             self.assertTrue(hasattr(serverapi, name), name)

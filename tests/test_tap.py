@@ -125,7 +125,7 @@ class OptionsTests(SynchronousTestCase):
             "login-window": 60.0, "max-sessions-per-user": 64, "max-sessions": 100000,
             "session-idle-timeout": None, "session-max-age": None, "cors-origins": [],
             "trusted-proxies": [], "tls": None, "access-log": None, "metrics": None,
-            "session-store": None, "session-store-prefix": "serverapi:"})
+            "session-store": None, "session-store-prefix": "serverapi:", "workers": None})
         self.assertEqual(options.config.endpoint, "tcp:8000:interface=127.0.0.1")
         self.assertEqual(options.warnings, [])
 
@@ -140,7 +140,7 @@ class OptionsTests(SynchronousTestCase):
             "--login-window", "30", "--max-sessions-per-user", "2", "--max-sessions", "9",
             "--session-idle-timeout", "600", "--session-max-age", "3600",
             "--cors-origin", "https://app.example.com", "--cors-origin", "http://localhost:3000",
-            "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "unix")
+            "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "unix", "--workers", "3")
         expected = {
             "listen": "tcp:0:interface=127.0.0.1", "credentials": {"alice": "password123"},
             "callback": handler, "validity-callback": checker, "tls-cert": None,
@@ -152,7 +152,8 @@ class OptionsTests(SynchronousTestCase):
             "max-sessions": 9, "session-idle-timeout": 600.0, "session-max-age": 3600.0,
             "cors-origins": ["https://app.example.com", "http://localhost:3000"],
             "trusted-proxies": ["10.0.0.0/8", "unix"], "tls": None, "access-log": None,
-            "metrics": None, "session-store": None, "session-store-prefix": "serverapi:"}
+            "metrics": None, "session-store": None, "session-store-prefix": "serverapi:",
+            "workers": 3}
         self.assertEqual(dict(options), expected)
         config = options.config
         self.assertEqual((config.max_body_bytes, config.session_validity_callback,
