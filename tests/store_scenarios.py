@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from serverapi import LoginSession, SessionStoreUnavailable, ThreadedAPIServer
+from serverapi import LoginSession, ProcessAPIServer, SessionStoreUnavailable, ThreadedAPIServer
 
 from .helpers import ROOT, child_env
 from .redis_server import RedisServer, free_port
@@ -125,6 +125,29 @@ def shared_logins() -> dict[str, Any]:
         result["keys_hold_no_token"] = not any(token in key or other in key
                                                for key in store.keys())
         return result
+
+
+@scenario
+def process_server_on_the_store() -> dict[str, Any]:
+    """A ProcessAPIServer whose main process keeps the sessions in the store shares them with
+    a ThreadedAPIServer on it, both ways (its workers import this module's callback)."""
+    with redis() as store, servers(1, store.url) as (threaded,):
+        process = ProcessAPIServer("127.0.0.1", 0, CREDENTIALS, shared_echo, workers=2,
+                                   session_store=store.url)
+        process.startAPIServer(block=False)
+        try:
+            token = login(process.port)
+            on_threaded = talk(threaded.port, token)
+            logout = post(threaded.port, "/logout", {}, token)[0]
+            after_logout = talk(process.port, token)
+            other = login(threaded.port, "bob")
+            on_process = talk(process.port, other)
+            listed = sorted(session.get_username() for session in process.getSessions())
+        finally:
+            process.stopAPIServer()
+        return {"on_threaded": on_threaded, "logout": logout, "after_logout": after_logout,
+                "on_process": on_process, "listed": listed,
+                "kept_after_stop": talk(threaded.port, other)}
 
 
 @scenario

@@ -312,3 +312,66 @@ class StartErrorTests(SynchronousTestCase):
             self.assertEqual(status, 1, output)
             self.assertIn(message, output.strip().splitlines()[-1])
             self.assertNotIn("Traceback", output)
+
+
+class WorkerDaemonTests(SynchronousTestCase):
+    """twistd serverapi --workers N: the daemon's main process and its workers."""
+
+    def test_workers(self) -> None:
+        """Workers (not the daemon's process) serve one session; SIGHUP's reload holds on
+        every worker; SIGUSR1 has the workers reopen the access log; the workers' audit events
+        reach the JSON log with their fields; SIGTERM exits 0 and ends every worker."""
+        from .process_scenarios import Client, clients_on_each_worker
+
+        files = Folder(self)
+        creds = files.write("creds.json", json.dumps(
+            {"alice": "password123", "bob": "securepassword"}))
+        log = JSONLog(files("log.json"))
+        process = subprocess.Popen(
+            [*TWISTD, "--nodaemon", "--pidfile", files("twistd.pid"),
+             "--logger", "serverapi.jsonlog.observer", "serverapi",
+             "--listen", "tcp:0:interface=127.0.0.1", "--credentials", creds,
+             "--callback", "tests.process_callbacks:who", "--access-log", files("access.log"),
+             "--workers", "2"],
+            cwd=files.path, env={**child_env(), "SERVERAPI_JSON_LOG": log.path},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        try:
+            port = wait_for(lambda: process.poll() is None and log.port("listening on"),
+                            "the API port")
+        except AssertionError:
+            process.kill()
+            raise AssertionError(process.communicate()[0].decode()) from None
+        token = Client(port).login()
+        bob = Client(port).login("bob")
+        clients = clients_on_each_worker(port, token)
+        self.assertNotIn(process.pid, clients)
+        workers = sorted(clients)
+
+        files.write("creds.json", json.dumps({"alice": "password123"}))
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: log.audit("credentials_replaced"), "the reload")
+        self.assertEqual([client.post("/communicate", {}, bob)[0]
+                          for client in clients.values()], [401, 401])
+        self.assertEqual([client.post("/login", {"username": "bob",
+                                                 "password": "securepassword"})[0]
+                          for client in clients.values()], [401, 401])
+
+        wait_for(lambda: files.read("access.log").count("\n") >= 6, "the access log")
+        os.rename(files("access.log"), files("access.log.1"))
+        process.send_signal(signal.SIGUSR1)
+        wait_for(lambda: os.path.exists(files("access.log")), "the reopened access log")
+        for client in clients.values():
+            client.post("/logout", {}, token)
+        wait_for(lambda: "/logout" in files.read("access.log"), "a line in the new file")
+
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=WAIT)[0].decode()
+        self.assertEqual(process.returncode, 0, output)
+        for pid in workers:
+            with self.assertRaises(ProcessLookupError):
+                os.kill(pid, 0)
+        self.assertEqual([(e["user"], e["peer"]) for e in log.audit("login")],
+                         [("alice", "127.0.0.1"), ("bob", "127.0.0.1")])
+        self.assertEqual([e["user"] for e in log.audit("login_failed")], ["bob", "bob"])
+        self.assertEqual([e["user"] for e in log.audit("logout")], ["alice"])

@@ -37,6 +37,13 @@ class SharedStoreTests(SynchronousTestCase):
             "after_invalidate_on_a": 401, "bob_still": 200, "listed": [["bob", True]],
             "invalidate_object": True, "keys_hold_no_token": True})
 
+    def test_process_server(self) -> None:
+        """ProcessAPIServer's main process keeps the sessions in the store: shared with a
+        ThreadedAPIServer both ways, and kept when it stops."""
+        self.assertEqual(self.outcome("process_server_on_the_store"), {
+            "on_threaded": 200, "logout": 200, "after_logout": 401, "on_process": 200,
+            "listed": ["bob"], "kept_after_stop": 200})
+
     def test_validity_rejection(self) -> None:
         """A failed per-request validity check on one server ends the session on the other."""
         self.assertEqual(self.outcome("validity_rejection_on_one_ends_everywhere"),
