@@ -2,10 +2,12 @@
 
     python bench/process.py [--rounds 3] [--duration 5] [--workers 2] [--json results.json]
 
-Needs wrk (apt-get install wrk).  Starts four servers with the library's defaults (login_attempts
+Needs wrk (apt-get install wrk).  Starts six servers with the library's defaults (login_attempts
 lifted, as in run.py): ThreadedAPIServer and ProcessAPIServer(workers=N), each once with a
-callback that spends about 2 ms of pure Python per request (bench/workload.py cpu_echo) and once
-with the seed's echo callback.  Each round runs wrk against the four in turn (interleaved, so
+callback that spends about 2 ms of pure Python per request (bench/workload.py cpu_echo), once
+with the seed's echo callback, and once with the echo callback and a validity callback (which
+runs before every request, in ProcessAPIServer's main process: every request is then a round
+trip from the worker to the main process).  Each round runs wrk against the six in turn (interleaved, so
 slow moments of this shared machine fall on both alike) at 32 connections.  Only 2xx answers
 count; the figure is ProcessAPIServer's goodput over ThreadedAPIServer's in the same round
 (median over rounds).
@@ -24,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from run import Scenario, login, machine, start, summarise, wrk  # noqa: E402
 
-CALLBACKS = {"cpu 2 ms": ["--cpu"], "echo": []}
+CALLBACKS = {"cpu 2 ms": ["--cpu"], "echo": [], "echo+validity": ["--validity"]}
 SCENARIO = Scenario("communicate c=32", "communicate.lua", 32)
 
 
@@ -55,7 +57,7 @@ def main() -> int:
                     port = processes[callback, kind][1]
                     results[kind] = result = wrk(port, SCENARIO, args.duration, login(port))
                     runs[callback][kind].append(result)
-                    print(f"round {round_number + 1} {callback:9} {kind:8} goodput "
+                    print(f"round {round_number + 1} {callback:13} {kind:8} goodput "
                           f"{result.goodput:7.0f}/s p50 {result.p50_ms:6.2f} ms p99 "
                           f"{result.p99_ms:6.2f} ms non2xx {result.non2xx} errors "
                           f"{result.errors}", flush=True)
@@ -73,7 +75,7 @@ def main() -> int:
         ratio = statistics.median(ratios[callback])
         table[callback] = {"threaded": threaded, "process": process,
                            "process_x_threaded": ratio, "per_round": ratios[callback]}
-        print(f"  {callback:9} threaded {threaded['goodput']:7.0f}/s  process "
+        print(f"  {callback:13} threaded {threaded['goodput']:7.0f}/s  process "
               f"{process['goodput']:7.0f}/s  -> {ratio:.2f}x  (rounds: "
               f"{', '.join(f'{r:.2f}' for r in ratios[callback])})")
     if args.json:

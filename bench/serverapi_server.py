@@ -15,7 +15,8 @@ of its start-up: the objects that exist then are left out of later garbage-colle
 long before echoing (bench/overload.py); --max-threads sets max_threads (default: the library's);
 --session-store keeps the sessions in that Redis (bench/store.py).  --workers N serves with
 ProcessAPIServer and N worker processes (bench/process.py); --cpu makes the callback spend about
-2 ms of pure Python per request before echoing.
+2 ms of pure Python per request before echoing; --validity adds a validity callback that keeps
+every session (so each request runs it, and ProcessAPIServer's workers ask the main process).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from serverapi import ProcessAPIServer, ThreadedAPIServer, hashPassword  # noqa: E402
 
-from workload import CREDENTIALS, cpu_echo, echo, sleepy_echo  # noqa: E402
+from workload import CREDENTIALS, always_valid, cpu_echo, echo, sleepy_echo  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,6 +47,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--session-store", help="redis:// URL of a shared session store")
     parser.add_argument("--workers", type=int, help="serve with ProcessAPIServer and N workers")
     parser.add_argument("--cpu", action="store_true", help="a 2 ms CPU-bound callback")
+    parser.add_argument("--validity", action="store_true",
+                        help="a session validity callback (always true)")
     return parser.parse_args()
 
 
@@ -65,7 +68,9 @@ def main() -> None:
     if args.workers is not None:
         options["workers"] = args.workers
     kind = ThreadedAPIServer if args.workers is None else ProcessAPIServer
-    server = kind("127.0.0.1", args.port, credentials, callback, login_attempts=10**6, **options)
+    validity = always_valid if args.validity else None
+    server = kind("127.0.0.1", args.port, credentials, callback, validity, login_attempts=10**6,
+                  **options)
     if args.tls:
         server.setConnectionSecurityParams(certfile=args.tls[0], keyfile=args.tls[1])
     server.startAPIServer(block=False)
