@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Sequence
 from operator import methodcaller
 from typing import Any
@@ -245,7 +246,7 @@ class APIChannel(http.HTTPChannel):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel_deadline()
         self.site.channel_closed(self)
-        if reason.check(SSL.Error):
+        if reason.check(SSL.Error, ssl.SSLError):
             peer, why = _peer(self), reason.getErrorMessage()
             self.site.logger.audit("tls_handshake_failed", "TLS handshake failed: peer=%s "
                                    "reason=%s", peer, why, peer=peer, reason=why,

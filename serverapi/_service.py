@@ -29,7 +29,7 @@ from ._session_parts import SessionParts, replace_credentials
 from ._sessions import LoginSession
 from ._store import Maybe, SessionStore
 from ._timing import TimedDispatcher
-from ._tls import WholeResponseTLSFactory
+from ._tls_connection import TLSServerFactory
 from ._workers import CallbackPool, ThreadedCallbackPool
 
 HASH_THREADS = 2
@@ -92,7 +92,7 @@ class APIService(Service):
                                      **site_options)
         self.factory: IProtocolFactory = self.site
         if config.tls is not None:
-            self.factory = WholeResponseTLSFactory(config.tls, self.site)
+            self.factory = TLSServerFactory(config.tls, self.site)
         self.metrics: MetricsEndpoint | None = None
         if config.metrics_endpoint is not None and self.counts is not None:
             from ._metrics import ServerCollector, server_registry

@@ -9,7 +9,6 @@ from typing import Any
 
 from OpenSSL import SSL, crypto
 from twisted.internet.ssl import ContextFactory
-from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.web.iweb import IRequest
 
 # Forward-secret AEAD suites only, for TLS 1.2 (TLS 1.3 suites are fixed and all good).
@@ -135,18 +134,3 @@ def peer_certificate_subject(request: IRequest) -> str | None:
     if certificate is None:
         return None
     return certificate.to_cryptography().subject.rfc4514_string()
-
-
-class WholeResponseTLSFactory(TLSMemoryBIOFactory):
-    """TLS for connections whose every response is one write.
-
-    Twisted's default TLS protocol buffers writes until the next reactor turn (a timer per
-    connection per response) so that many small writes become one TLS record.  serverapi writes
-    each response whole already, so the plain L{TLSMemoryBIOProtocol} sends it at once, as one
-    record, without the timer.
-    """
-
-    protocol = TLSMemoryBIOProtocol
-
-    def __init__(self, tls: TLSFiles, wrapped: Any) -> None:
-        super().__init__(ServerContextFactory(tls), False, wrapped)

@@ -21,7 +21,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.plugin import getPlugins
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from serverapi._tls_connection import TLSServerFactory
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -299,7 +299,7 @@ class MakeServiceTests(SynchronousTestCase):
         parent = tap.makeService(options, reactor)
         parent.privilegedStartService()
         [(_, factory, _, _)] = reactor.tcpServers
-        self.assertIsInstance(factory, TLSMemoryBIOFactory)
+        self.assertIsInstance(factory, TLSServerFactory)
         self.assertIsInstance(factory.wrappedFactory, APISite)
 
 

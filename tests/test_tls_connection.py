@@ -1,0 +1,188 @@
+"""The TLS layer on the standard library's memory BIOs, in memory against a client SSLObject."""
+
+from __future__ import annotations
+
+import ssl
+import tempfile
+import warnings
+from typing import Any
+
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from serverapi._tls import TLSFiles
+from serverapi._tls_connection import TLSServerConnection, server_context
+
+from .certificates import Certificates
+
+CERTS = Certificates(tempfile.mkdtemp())
+
+
+class Recorder(Protocol):
+    """The channel's place: records what reaches it."""
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.lost: Failure | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.lost = reason
+
+
+@implementer(IPushProducer)
+class Producer:
+    """Counts pauses."""
+
+    paused = 0
+
+    def pauseProducing(self) -> None:
+        self.paused += 1
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class TLSConnectionTests(SynchronousTestCase):
+    """A TLSServerConnection on a StringTransport, talking to a client SSLObject."""
+
+    def setUp(self) -> None:
+        self.server = TLSServerConnection(
+            server_context(TLSFiles(CERTS.server_cert, CERTS.server_key)), Recorder())
+        self.channel: Any = self.server.wrappedProtocol
+        self.transport = StringTransport()
+        self.server.makeConnection(self.transport)
+        client_context = ssl.create_default_context(cafile=CERTS.root_cert)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.client = client_context.wrap_bio(self.incoming, self.outgoing,
+                                              server_hostname="localhost")
+
+    def exchange(self) -> None:
+        """Deliver what each side has sent to the other until neither has more."""
+        for _ in range(10):
+            sent = self.outgoing.read()
+            if sent:
+                self.server.dataReceived(sent)
+            answer = self.transport.value()
+            self.transport.clear()
+            if answer:
+                self.incoming.write(answer)
+            if not sent and not answer:
+                return
+
+    def handshake(self) -> None:
+        """Complete the handshake."""
+        for _ in range(10):
+            try:
+                self.client.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.exchange()
+        self.exchange()
+
+    def test_data_both_ways(self) -> None:
+        """After the handshake, requests are decrypted for the channel and its writes come back
+        encrypted; a write before the handshake completes is sent once it does."""
+        self.assertTrue(ISSLTransport.providedBy(self.server))
+        self.server.write(b"early ")
+        self.handshake()
+        self.client.write(b"GET / HTTP/1.1\r\n\r\n")
+        self.exchange()
+        self.assertEqual(b"".join(self.channel.data), b"GET / HTTP/1.1\r\n\r\n")
+        self.server.writeSequence([b"HTTP/1.1 200 OK", b"\r\n"])
+        self.exchange()
+        self.assertEqual(self.client.read(1000) + self.client.read(1000),
+                         b"early HTTP/1.1 200 OK\r\n")
+        self.assertIsNone(self.server.getPeerCertificate())
+
+    def test_many_records_in_one_read(self) -> None:
+        """Several records arriving together are all handed up."""
+        self.handshake()
+        for index in range(5):
+            self.client.write(b"record %d;" % index)
+        self.exchange()
+        self.assertEqual(b"".join(self.channel.data),
+                         b"record 0;record 1;record 2;record 3;record 4;")
+
+    def test_close_notify(self) -> None:
+        """loseConnection sends close_notify, then closes the TCP connection; a client's
+        close_notify closes it too."""
+        self.handshake()
+        self.server.loseConnection()
+        self.assertTrue(self.server.disconnecting)
+        self.assertTrue(self.transport.disconnecting)
+        self.incoming.write(self.transport.value())
+        try:
+            closed = self.client.read(10) == b""
+        except ssl.SSLZeroReturnError:
+            closed = True
+        self.assertTrue(closed)
+        other = TLSConnectionTests("test_close_notify")
+        other.setUp()
+        other.handshake()
+        try:
+            other.client.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+        other.exchange()
+        self.assertTrue(other.transport.disconnecting)
+
+    def test_bad_record(self) -> None:
+        """A record that does not decrypt closes the connection, and the channel hears the
+        TLS error as the reason (which the site logs as a failed handshake or record)."""
+        self.handshake()
+        self.server.dataReceived(b"\x17\x03\x03\x00\x05hello")
+        self.assertTrue(self.transport.disconnecting)
+        self.server.connectionLost(Failure(Exception("closed")))
+        self.assertIsInstance(self.channel.lost.value, ssl.SSLError)
+        self.server.write(b"ignored")
+        self.server.dataReceived(b"ignored")
+
+    def test_failed_handshake(self) -> None:
+        """A client hello the server refuses (TLS 1.1 only) closes with the error."""
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        old.check_hostname = False
+        old.verify_mode = ssl.CERT_NONE
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
+        old.set_ciphers("ALL:@SECLEVEL=0")
+        client = old.wrap_bio(self.incoming, self.outgoing)
+        try:
+            client.do_handshake()
+        except ssl.SSLError:
+            pass
+        self.server.dataReceived(self.outgoing.read())
+        self.assertTrue(self.transport.disconnecting)
+        self.server.connectionLost(Failure(Exception("closed")))
+        self.assertIsInstance(self.channel.lost.value, ssl.SSLError)
+
+    def test_producing_is_the_tcp_transport(self) -> None:
+        """The channel's producer registration and pauses reach the TCP transport, so
+        backpressure works as over plain TCP."""
+        producer = Producer()
+        self.server.registerProducer(producer, True)
+        self.assertIs(self.transport.producer, producer)
+        self.server.pauseProducing()
+        self.assertEqual(self.transport.producerState, "paused")
+        self.server.resumeProducing()
+        self.assertEqual(self.transport.producerState, "producing")
+        self.server.unregisterProducer()
+        self.assertIsNone(self.transport.producer)
+        self.assertEqual((self.server.getPeer(), self.server.getHost()),
+                         (self.transport.getPeer(), self.transport.getHost()))
+
+    def test_abort(self) -> None:
+        """abortConnection closes at once."""
+        self.handshake()
+        self.server.abortConnection()
+        self.assertTrue(self.server.disconnecting)
