@@ -101,6 +101,8 @@ class ProcessService(Service):
         self.port: IListeningPort | None = None
         self.supervisor: WorkerSupervisor | None = None
         self._listening: Deferred[IListeningPort | _Failed] | None = None
+        # Fired by startService when the port was had before it (privilegedStartService).
+        self._until_started: Deferred[None] | None = None
         # Waiting for the end of a stop in progress (None: no stop in progress).
         self._closed_waiters: list[Deferred[None]] | None = None
 
@@ -146,6 +148,9 @@ class ProcessService(Service):
             self.sweeper.start()
         if self._listening is None:
             self._listen()
+        waiting, self._until_started = self._until_started, None
+        if waiting is not None:
+            waiting.callback(None)
 
     def _listen(self) -> None:
         """Listen without accepting (the workers accept), connect to a shared store, then
@@ -166,7 +171,12 @@ class ProcessService(Service):
         return port
 
     def _start_workers(self, port: IListeningPort) -> Deferred[IListeningPort]:
-        """Start the workers; the port counts as listening once every one serves."""
+        """Start the workers once the service starts (the daemon listens before it drops its
+        privileges; the workers are started after, so they run as the daemon's user); the port
+        counts as listening once every one serves."""
+        if not self.running:
+            self._until_started = Deferred()
+            return self._until_started.addCallback(lambda _: self._start_workers(port))
         setup = worker_setup(self.config, self._callback, _family(port))
         self.supervisor = WorkerSupervisor(self.reactor, self.workers, setup, self._owner,
                                            self.config.log, self.config.shutdown_grace)

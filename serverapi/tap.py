@@ -160,7 +160,7 @@ class Options(usage.Options):
         except ValueError as error:
             if not text.strip().lstrip("-").isdigit():
                 raise usage.UsageError(f"--workers must be an integer, not {text!r}") from None
-            raise usage.UsageError(f"--workers: {_daemon_words(str(error))}") from None
+            raise usage.UsageError(_daemon_words(str(error))) from None
 
     def _credentials(self, path: str) -> dict[str, str]:
         """Load the credentials, noting a warning if plaintext passwords are world-readable."""

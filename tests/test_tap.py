@@ -23,6 +23,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.plugin import getPlugins
 from serverapi._tls_connection import TLSServerFactory
 from twisted.python.usage import UsageError
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from serverapi import tap
@@ -286,6 +287,46 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIsInstance(factory, APISite)
         parent.startService()
         self.successResultOf(parent.stopService())
+
+    def test_workers_start_after_privileges(self) -> None:
+        """With --workers the main process listens in privilegedStartService (before twistd
+        drops privileges) without accepting, and starts no worker before startService; bad
+        --workers values and combinations are one-line errors."""
+        from serverapi._process_service import ProcessService
+
+        from .certificates import Certificates
+        certs = Certificates(self.files.dir)
+        options = tap.Options()
+        options.parseOptions(["--credentials", self.creds, "--callback", HANDLER,
+                              "--listen", "tcp:0", "--workers", "2"])
+
+        class Reactor(MemoryReactorClock):
+            """Its ports can stop reading, as a real listening socket can."""
+
+            def listenTCP(self, *args: Any, **kwargs: Any) -> Any:
+                port = super().listenTCP(*args, **kwargs)
+                port.stopReading = lambda: None
+                return port
+
+        reactor = Reactor()
+        parent = tap.makeService(options, reactor)
+        [service] = [child for child in parent if isinstance(child, ProcessService)]
+        parent.privilegedStartService()
+        [(_, factory, _, _)] = reactor.tcpServers
+        self.assertIsNone(factory.buildProtocol(None))
+        self.assertIsNone(service.supervisor)
+        self.assertEqual(service.workers, 2)
+        for args, message in [(["--workers", "0"], "--workers must be at least 1, got 0"),
+                              (["--workers", "two"], "--workers must be an integer"),
+                              (["--workers", "2", "--metrics", "tcp:0"],
+                               "not available with worker processes"),
+                              (["--workers", "2", "--listen",
+                                f"ssl:0:privateKey={certs.server_key}:certKey={certs.server_cert}"],
+                               "cannot be shared with worker processes")]:
+            with self.assertRaises(usage.UsageError) as raised:
+                tap.Options().parseOptions(["--credentials", self.creds, "--callback", HANDLER,
+                                            *args])
+            self.assertIn(message, str(raised.exception))
 
     def test_tls(self) -> None:
         """With --tls-cert/--tls-key the site is wrapped in TLS."""
