@@ -170,9 +170,9 @@ class Log(amp.Command):
     an audit event (its fields as L{serverapi._logging.SafeLogger.audit} takes them)."""
 
     arguments = [(b"level", amp.Integer()), (b"text", LongText()),
-                 (b"event", Text(optional=True)), (b"user", Text(optional=True)),
-                 (b"peer", Text(optional=True)), (b"token_sha256", Text(optional=True)),
-                 (b"reason", Text(optional=True))]
+                 (b"event", LongText(optional=True)), (b"user", LongText(optional=True)),
+                 (b"peer", LongText(optional=True)), (b"token_sha256", LongText(optional=True)),
+                 (b"reason", LongText(optional=True))]
     requiresAnswer = False
 
 

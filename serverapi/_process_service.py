@@ -52,14 +52,16 @@ def _family(port: IListeningPort) -> str:
     raise ValueError(f"worker processes cannot share a {type(host).__name__} port")
 
 
-def worker_setup(config: ServerConfig, callback: CallbackReference, family: str) -> WorkerSetup:
-    """What the main process tells each worker."""
+def worker_setup(config: ServerConfig, callback: CallbackReference, family: str,
+                 credentials: CredentialStore) -> WorkerSetup:
+    """What the main process tells a worker it starts (C{credentials}: the current ones)."""
     options = {option.name: getattr(config, option.name) for option in fields(config)
                if option.init and option.name not in _NOT_FOR_WORKERS}
     options["credentials"] = dict(config.credentials)
     options["shutdown_grace"] = config.shutdown_grace * _WORKER_GRACE_SHARE
     return WorkerSetup(options=options, callback=callback, sys_path=list(sys.path),
-                       log_level=config.logger.getEffectiveLevel(), family=family)
+                       log_level=config.logger.getEffectiveLevel(), family=family,
+                       credential_store=credentials)
 
 
 class _Refuse(Factory):
@@ -177,9 +179,12 @@ class ProcessService(Service):
         if not self.running:
             self._until_started = Deferred()
             return self._until_started.addCallback(lambda _: self._start_workers(port))
-        setup = worker_setup(self.config, self._callback, _family(port))
-        self.supervisor = WorkerSupervisor(self.reactor, self.workers, setup, self._owner,
-                                           self.config.log, self.config.shutdown_grace)
+        family = _family(port)
+        self.supervisor = WorkerSupervisor(
+            self.reactor, self.workers,
+            lambda: worker_setup(self.config, self._callback, family, self.credentials.store),
+            self._owner, self.config.log, self.config.shutdown_grace,
+            answer_timeout=self.config.timeout)
         return self.supervisor.start(port).addCallback(lambda _: port)
 
     def _listened(self, port: IListeningPort) -> IListeningPort | _Failed:

@@ -61,10 +61,15 @@ class WorkerProcess(ProcessProtocol, WorkerEvents):
             self._supervisor.log.warning("serverapi worker %s: %s", self.pid,
                                          line[:MAX_OUTPUT_LINE].decode("utf-8", "replace"))
 
-    def processEnded(self, reason: Failure) -> None:
-        """The process is gone (and reaped)."""
-        self._supervisor.gone(self, reason)
-        self.ended.callback(None)
+    def processExited(self, reason: Failure) -> None:
+        """The process is gone (and reaped), whether or not something it started still holds
+        its output pipes: let go of them too."""
+        try:
+            self._supervisor.gone(self, reason)
+        finally:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            if not self.ended.called:
+                self.ended.callback(None)
 
     def ready(self, pid: int) -> None:
         """The worker serves."""
@@ -94,12 +99,16 @@ class WorkerStartError(RuntimeError):
 class WorkerSupervisor:
     """Keeps C{count} worker processes serving on the shared socket."""
 
-    def __init__(self, reactor: Any, count: int, setup: WorkerSetup,
+    def __init__(self, reactor: Any, count: int, setup: Callable[[], WorkerSetup],
                  owner: Callable[[WorkerEvents], SessionOwner], log: SafeLogger,
-                 grace: float) -> None:
+                 grace: float, answer_timeout: float) -> None:
+        """C{setup} makes each worker's set-up when it is started (so a worker started later
+        gets the credentials current then); C{answer_timeout}: how long a worker may take to
+        drop ended sessions before it is killed instead."""
         self._reactor = reactor
         self._count = count
-        self._setup = pickle.dumps(setup)
+        self._setup = setup
+        self._answer_timeout = answer_timeout
         self._owner = owner
         self.log = log
         self._grace = grace
@@ -111,9 +120,12 @@ class WorkerSupervisor:
         self._reaper = LoopingCall(self._reap)
         self._reaper.clock = reactor
         self._to_forget: list[str] = []
-        # The batch of ended sessions the workers are being told of (or about to be): its
-        # Deferred fires once every worker has dropped them.
-        self._forgetting: Deferred[None] | None = None
+        # The next batch of ended sessions to tell the workers of (sent at the end of this
+        # reactor turn), and the last one sent: each fires once every worker has dropped its
+        # sessions (a worker answers in order, so the last batch answered means every earlier
+        # one was too).
+        self._next_forget: Deferred[None] | None = None
+        self._last_forget: Deferred[None] | None = None
 
     @property
     def pids(self) -> list[int]:
@@ -135,8 +147,23 @@ class WorkerSupervisor:
         return self._starting
 
     def _spawn(self) -> None:
+        """Start one worker process, or try again after a pause if the system cannot."""
+        try:
+            self._start_one()
+        except Exception as error:  # fork or pipe limits: EAGAIN, ENOMEM, EMFILE
+            self.log.error("Cannot start a serverapi worker: %s; trying again in %ss", error,
+                           RESTART_DELAY)
+            if self._starting is not None:
+                starting, self._starting = self._starting, None
+                self.stop()
+                starting.errback(WorkerStartError(f"cannot start a worker process: {error}"))
+            elif not self._stopping:
+                self._restarts.append(self._reactor.callLater(RESTART_DELAY, self._restart))
+
+    def _start_one(self) -> None:
         """Start one worker process, with its channel."""
         assert self._port_fd is not None
+        setup = pickle.dumps(self._setup())
         worker = WorkerProcess(self)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -152,7 +179,7 @@ class WorkerSupervisor:
             ours.close()
             theirs.close()
         self.workers.append(worker)
-        worker.transport.write(self._setup)  # type: ignore[union-attr]
+        worker.transport.write(setup)  # type: ignore[union-attr]
         worker.transport.closeStdin()  # type: ignore[union-attr]
 
     def worker_ready(self, worker: WorkerProcess) -> None:
@@ -181,9 +208,9 @@ class WorkerSupervisor:
         if worker.gone:
             return
         worker.gone = True
+        if self._stopping:  # a drained worker closes its channel as it exits; the grace
+            return          # period's end kills any that does not
         worker.kill()
-        if self._stopping:
-            return
         if self._starting is not None:
             starting, self._starting = self._starting, None
             self.stop()
@@ -217,20 +244,43 @@ class WorkerSupervisor:
         """A session ended: tell every worker to drop it from its cache (batched per reactor
         turn)."""
         self._to_forget.append(hashed)
-        if self._forgetting is None or self._forgetting.called:
-            self._forgetting = Deferred()
-            self._reactor.callLater(0, self._send_forgets, self._forgetting)
+        if self._next_forget is None:
+            self._next_forget = Deferred()
+            self._reactor.callLater(0, self._send_forgets)
 
-    def _send_forgets(self, batch: Deferred[None]) -> None:
-        """Send the batch to every worker with a channel; fire C{batch} when all answered."""
+    def _send_forgets(self) -> None:
+        """Send the batch to every worker with a channel.  A worker that does not answer
+        within the answer timeout is killed (then it serves nothing it should have dropped);
+        the batch is done once every worker answered or was killed."""
+        batch, self._next_forget = self._next_forget, None
+        assert batch is not None
+        self._last_forget = batch
         hashes, self._to_forget = ",".join(self._to_forget), []
-        calls = [worker.channel.callRemote(channel.Forget, hashes=hashes)
-                 for worker in self.workers if not worker.gone and worker.channel is not None]
+        calls = [self.ask(worker, channel.Forget, hashes=hashes) for worker in self.workers
+                 if not worker.gone and worker.channel is not None]
         DeferredList(calls, consumeErrors=True).addCallback(lambda _: batch.callback(None))
+
+    def ask(self, worker: WorkerProcess, command: type[amp.Command],
+            **arguments: Any) -> Deferred[Any]:
+        """Send C{command} to one worker; kill the worker if it does not answer within the
+        answer timeout or answers with an error (a replacement starts with the current
+        state)."""
+        assert worker.channel is not None
+
+        def failed(failure: Failure) -> Failure:
+            if not worker.gone and not self._stopping:
+                self.log.error("serverapi worker %s did not do %s (%s); killing it", worker.pid,
+                               command.__name__, failure.getErrorMessage() or "no answer")
+                worker.kill()
+            return failure
+
+        call: Deferred[Any] = worker.channel.callRemote(command, **arguments)
+        call.addTimeout(self._answer_timeout, self._reactor)
+        return call.addErrback(failed)
 
     def forgotten(self) -> Deferred[None]:
         """Fires once every worker has dropped every session that ended so far."""
-        batch = self._forgetting
+        batch = self._next_forget or self._last_forget
         if batch is None or batch.called:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
@@ -243,15 +293,19 @@ class WorkerSupervisor:
         return waiter
 
     def broadcast(self, command: type[amp.Command], **arguments: Any) -> Deferred[list[Any]]:
-        """Send C{command} to every serving worker; their answers (failures included)."""
-        calls = [worker.channel.callRemote(command, **arguments) for worker in self.workers
-                 if worker.serving and not worker.gone and worker.channel is not None]
+        """Send C{command} to every worker (started or starting); their answers (failures
+        included: a worker that fails is killed, see L{ask})."""
+        calls = [self.ask(worker, command, **arguments) for worker in self.workers
+                 if not worker.gone and worker.channel is not None]
         return DeferredList(calls, consumeErrors=True)
 
     def stop(self) -> Deferred[None]:
         """Drain every worker; kill those still running after the grace period; fires when
         every process has ended."""
         self._stopping = True
+        if self._starting is not None:
+            starting, self._starting = self._starting, None
+            starting.errback(WorkerStartError("the server stopped while its workers started"))
         for call in self._restarts:
             if call.active():
                 call.cancel()

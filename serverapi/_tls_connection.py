@@ -79,7 +79,7 @@ class TLSServerConnection(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         """Decrypt what arrived and hand the plaintext up (after the handshake)."""
-        if self._failure is not None or self._lost:
+        if self._failure is not None or self._lost or self.disconnecting:
             return
         incoming = self._incoming
         incoming.write(data)
@@ -103,8 +103,9 @@ class TLSServerConnection(Protocol):
             self.wrappedProtocol.dataReceived(plaintext)
             # A read takes a whole record (at most 16 KiB), so the TLS state holds no
             # plaintext now; more is left only if the BIO holds more bytes.  (Asking the BIO
-            # does not release the interpreter lock, as asking the TLS state would.)
-            if self._lost or not incoming.pending:
+            # does not release the interpreter lock, as asking the TLS state would.)  Once the
+            # channel closes the connection, nothing more is handed to it.
+            if self._lost or self.disconnecting or not incoming.pending:
                 break
         if self._outgoing.pending:  # a TLS 1.3 session ticket, an alert, ...
             self.transport.write(self._outgoing.read())  # type: ignore[union-attr]

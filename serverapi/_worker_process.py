@@ -52,6 +52,7 @@ class WorkerSetup:
     sys_path: list[str]
     log_level: int
     family: str
+    credential_store: Any  # the main process's current CredentialStore
 
 
 class ForwardingLogger(SafeLogger):
@@ -88,7 +89,10 @@ class ForwardingLogger(SafeLogger):
 
         def send() -> None:
             if self._main.transport is not None:
-                self._main.callRemote(channel.Log, level=level, text=text, **fields)
+                try:
+                    self._main.callRemote(channel.Log, level=level, text=text, **fields)
+                except Exception:  # a line that cannot be sent costs that line only
+                    pass
 
         if threadable.isInIOThread():
             send()
@@ -158,12 +162,14 @@ class WorkerChannel(amp.AMP):
     def replace_credentials(self, store: bytes) -> dict[str, Any]:
         """Check logins against new credentials from now on (the main process ends the
         sessions of removed users)."""
-        self.worker.service.credentials.replace(pickle.loads(store))
+        self.worker.replace_credentials(pickle.loads(store))
         return {}
 
     @channel.ReopenAccessLog.responder
     def reopen_access_log(self) -> dict[str, Any]:
         """Reopen the access log; say why not, if it cannot be opened."""
+        if self.worker.service is None:
+            return {"error": None}
         try:
             self.worker.service.reopenAccessLog()
         except OSError as error:
@@ -190,13 +196,12 @@ class Worker:
         self._stopping: Deferred[None] | None = None
         self.main = WorkerChannel()
         self.main.worker = self
+        self._credentials = setup.credential_store
 
     def start(self) -> None:
         """Open the channel, import the callback, build the server and listen; tell the main
         process that this worker serves, or why it cannot."""
         from ._config import ServerConfig
-        from ._service import makeAPIService
-        from ._session_parts import NoSweep, SessionParts
 
         self.reactor.adoptStreamConnection(CHANNEL_FD, socket.AF_UNIX,
                                            Factory.forProtocol(lambda: self.main))
@@ -212,21 +217,40 @@ class Worker:
             self._failed(f"cannot import request_callback {self.setup.callback} in a worker "
                          f"process: {error}")
             return
+        try:
+            self._serve(config, logger)
+        except Exception as error:  # a TLS file or the access log it cannot open, ...
+            self._failed(f"a worker process cannot serve: {type(error).__name__}: {error}")
+
+    def _serve(self, config: Any, logger: logging.Logger) -> None:
+        """Build the server on the inherited socket and start it."""
+        from ._service import makeAPIService
+        from ._session_parts import NoSweep, SessionParts
+
         log = ForwardingLogger(logger, self.main, self.reactor)
         logger.addHandler(_ForwardingHandler(log))
         object.__setattr__(config, "log", log)  # the core logs through config.log
         store = self.store = RemoteStore(self.main, self.reactor, log,
                                          max_age=config.session_max_age)
+        parts = SessionParts(store, RemoteThrottle(store), NoSweep())
+        endpoint = AdoptedPort(self.reactor, LISTEN_FD, FAMILIES[self.setup.family])
+        service = makeAPIService(config, self.reactor, parts=parts, endpoint=endpoint)
+        service.credentials.replace(self._credentials)
+        self.service = service
         self._reporting = LoopingCall(store.report_activity)
         self._reporting.clock = self.reactor
         self._reporting.start(ACTIVITY_REPORT_INTERVAL, now=False)
-        parts = SessionParts(store, RemoteThrottle(store), NoSweep())
-        endpoint = AdoptedPort(self.reactor, LISTEN_FD, FAMILIES[self.setup.family])
-        self.service = makeAPIService(config, self.reactor, parts=parts, endpoint=endpoint)
-        self.service.startService()
-        self.service.whenListening().addCallbacks(
+        service.startService()
+        service.whenListening().addCallbacks(
             lambda _: self.main.callRemote(channel.Ready, pid=os.getpid()),
             lambda failure: self._failed(f"cannot listen: {failure.getErrorMessage()}"))
+
+    def replace_credentials(self, store: Any) -> None:
+        """Check logins against C{store} from now on (also if it comes before the server is
+        built)."""
+        self._credentials = store
+        if self.service is not None:
+            self.service.credentials.replace(store)
 
     def _failed(self, reason: str) -> None:
         """Tell the main process why this worker cannot serve, then exit."""
@@ -257,8 +281,10 @@ class Worker:
 def main() -> None:
     """Run one worker process (its set-up is on standard input)."""
     os.environ[WORKER_ENVIRONMENT] = "1"
-    for number in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
-        signal.signal(number, signal.SIG_IGN)  # the main process decides when workers stop
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+        # The main process decides when workers stop (a terminal's Ctrl-C and systemd's
+        # SIGTERM reach the whole process group); a worker whose main process is gone exits.
+        signal.signal(number, signal.SIG_IGN)
     faulthandler.enable()
     setup: WorkerSetup = pickle.load(sys.stdin.buffer)
     sys.stdin.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
+import os
 import logging
 import signal
 import sys
@@ -377,6 +379,26 @@ class DaemonServices(MultiService):
                 stopping.addCallback(lambda _, api=child: api.closed())
         return stopping
 
+    def startService(self) -> None:
+        """Start every service; a server whose worker processes cannot serve (found out once
+        the reactor runs) ends the daemon with one line and status 1."""
+        super().startService()
+        for child in self:
+            if isinstance(child, ProcessService):
+                child.whenListening().addErrback(self._workers_failed)
+
+    @staticmethod
+    def _workers_failed(failure: Any) -> None:
+        """Log why, stop, and make the process exit with status 1 (twistd itself would exit
+        with 0 once the reactor stops)."""
+        from twisted.internet import reactor
+
+        message = " ".join(failure.getErrorMessage().split())
+        Logger(namespace="serverapi").critical("serverapi: {message}", message=message)
+        atexit.register(_exit_failed)
+        if reactor.running:
+            reactor.stop()
+
     def privilegedStartService(self) -> None:
         """Check that the session store answers, then listen (as twistd does before dropping
         privileges), turning errors into one line."""
@@ -396,6 +418,13 @@ class DaemonServices(MultiService):
             raise _start_error(f"cannot listen on {where}: {reason}") from None
         except Exception as error:
             raise _start_error(" ".join(str(error).split()) or type(error).__name__) from None
+
+
+def _exit_failed() -> None:
+    """At the very end (twistd has removed its pidfile and closed its log), exit with 1."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _start_error(message: str) -> StartError:

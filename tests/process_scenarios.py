@@ -190,6 +190,53 @@ def worker_crash_is_replaced() -> Any:
 
 
 @scenario
+def credentials_outlive_a_crash() -> Any:
+    """A worker started after setCredentials() (in place of one that crashed) checks logins
+    against the new credentials, as the others do."""
+    server = ProcessAPIServer("127.0.0.1", 0, CREDENTIALS, who, workers=2)
+    server.startAPIServer(block=False)
+    try:
+        server.setCredentials({"alice": "rotated", "carol": "added"})
+        token = Client(server.port).post("/login", {"username": "alice",
+                                                    "password": "rotated"})[2]
+        (doomed, victim), _ = sorted(clients_on_each_worker(server.port, token).items())
+        try:
+            victim.post("/communicate", {"crash": True}, token)
+        except (http.client.HTTPException, OSError):
+            pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (doomed in server.worker_pids()
+                                               or len(server.worker_pids()) < 2):
+            time.sleep(0.01)
+        clients = clients_on_each_worker(server.port, token)
+        logins = {}
+        for name, password in [("alice", "password123"), ("alice", "rotated"),
+                               ("bob", "securepassword"), ("carol", "added")]:
+            logins[f"{name}/{password}"] = [
+                client.post("/login", {"username": name, "password": password})[0]
+                for client in clients.values()]
+        return {"replaced": doomed not in clients and len(clients) == 2, "logins": logins}
+    finally:
+        server.stopAPIServer()
+
+
+@scenario
+def worker_cannot_serve() -> Any:
+    """Workers that import the callback but cannot serve (an access log they cannot open)
+    make startAPIServer() raise the reason, quickly, with nothing left running."""
+    server = ProcessAPIServer("127.0.0.1", 0, CREDENTIALS, who, workers=2,
+                              access_log="/nonexistent-folder/access.log")
+    started = time.monotonic()
+    try:
+        server.startAPIServer(block=False)
+        error = None
+    except RuntimeError as raised:
+        error = str(raised)
+    return {"error": error, "quick": time.monotonic() - started < 15,
+            "running": server.worker_pids()}
+
+
+@scenario
 def stop_within_grace() -> Any:
     """stopAPIServer() returns within shutdown_grace, though a callback would run for 30 s,
     and leaves no worker process behind."""

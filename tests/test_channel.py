@@ -40,8 +40,8 @@ class _Worker(amp.AMP):
         return {}
 
 
-class ChannelTests(SynchronousTestCase):
-    """A RemoteStore talking to a SessionOwner over an in-memory connection."""
+class _ChannelCase(SynchronousTestCase):
+    """A RemoteStore talking to a SessionOwner over an in-memory connection (no tests)."""
 
     def make(self, *, cache: bool, validity: Callable[[Any], bool] | None = None,
              max_age: float | None = None, known: set[str] = frozenset({"alice", "bob"}),
@@ -84,6 +84,10 @@ class ChannelTests(SynchronousTestCase):
         if isinstance(value, Deferred):
             return self.successResultOf(value)
         return value
+
+
+class ChannelTests(_ChannelCase):
+    """The main process's sessions, answered to a worker's store."""
 
     def test_create_and_authenticate(self) -> None:
         """A session created through the channel lives in the main process's registry, and a
@@ -214,3 +218,28 @@ class ChannelTests(SynchronousTestCase):
         self.pump.flush()
         self.assertFalse(self.store.reachable())
         self.failureResultOf(self.store.authenticate("token"), SessionStoreUnavailable)
+
+
+class ForwardedLogTests(_ChannelCase):
+    """A worker's log lines and audit events reach the main process's logger."""
+
+    def test_lines_and_long_audit_fields(self) -> None:
+        """A plain line and an audit event whose reason is longer than one AMP value arrive
+        whole; the main process logs them."""
+        import logging
+
+        from serverapi._worker_process import ForwardingLogger
+
+        self.make(cache=False)
+        worker_logger = logging.getLogger("test-forwarding")
+        worker_logger.setLevel(logging.INFO)
+        log = ForwardingLogger(worker_logger, self.worker, self.reactor)
+        log.warning("plain %s", "line")
+        reason = "x" * 100_000
+        log.audit("callback_failed", "callback raised for user=%s", "alice", user="alice",
+                  reason=reason, level=logging.ERROR)
+        log.debug("not sent: below the level")
+        self.pump.flush()
+        self.assertIn("plain line", self.logged.text)
+        self.assertIn("callback raised for user=alice", self.logged.text)
+        self.assertNotIn("not sent", self.logged.text)

@@ -265,6 +265,18 @@ class StartErrorTests(SynchronousTestCase):
         self.assertNotIn("Traceback", output)
         self.assertFalse(os.path.exists(files("twistd.pid")))
 
+    def test_workers_cannot_serve(self) -> None:
+        """Worker processes that cannot serve (their callback does not import there) end the
+        daemon with one line and status 1, leaving no pidfile and no worker."""
+        status, output, files = self.run_twistd(
+            "--listen", "tcp:0:interface=127.0.0.1", "--workers", "2",
+            "--callback", "tests.fails_in_workers:handle")
+        self.assertEqual(status, 1, output)
+        self.assertIn("serverapi: cannot import request_callback tests.fails_in_workers:handle "
+                      "in a worker process: cannot import 'tests.fails_in_workers': "
+                      "ImportError: this module needs the main process", output)
+        self.assertFalse(os.path.exists(files("twistd.pid")))
+
     def test_busy_metrics_port(self) -> None:
         """A busy metrics port stops the start too."""
         port = self.busy_port()

@@ -49,6 +49,20 @@ class ProcessScenarioTests(SynchronousTestCase):
                                   "replaced_within_1s": True,
                                   "new_worker_serves_old_session": True})
 
+    def test_credentials_outlive_a_crash(self) -> None:
+        """A worker that replaces a crashed one uses the credentials set since the start."""
+        self.assertEqual(self.outcome("credentials_outlive_a_crash"), {
+            "replaced": True,
+            "logins": {"alice/password123": [401, 401], "alice/rotated": [200, 200],
+                       "bob/securepassword": [401, 401], "carol/added": [200, 200]}})
+
+    def test_worker_cannot_serve(self) -> None:
+        """A worker that cannot open the access log is a clear error at start."""
+        self.assertEqual(self.outcome("worker_cannot_serve"), {
+            "error": "a worker process cannot serve: FileNotFoundError: [Errno 2] No such file "
+                     "or directory: '/nonexistent-folder/access.log'",
+            "quick": True, "running": []})
+
     def test_stop_within_grace(self) -> None:
         """stopAPIServer() returns within shutdown_grace with a callback still running, and
         no worker process is left."""

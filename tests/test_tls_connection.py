@@ -113,6 +113,19 @@ class TLSConnectionTests(SynchronousTestCase):
         self.assertEqual(b"".join(self.channel.data),
                          b"record 0;record 1;record 2;record 3;record 4;")
 
+    def test_nothing_after_the_channel_closes(self) -> None:
+        """Once the channel closes the connection (a refused request), records that arrived
+        with it are not handed up."""
+        self.handshake()
+        self.channel.dataReceived = lambda data: (self.channel.data.append(data),
+                                                  self.server.loseConnection())
+        self.client.write(b"first")
+        self.client.write(b"second")
+        self.exchange()
+        self.assertEqual(self.channel.data, [b"first"])
+        self.server.write(b"dropped")
+        self.assertTrue(self.transport.disconnecting)
+
     def test_close_notify(self) -> None:
         """loseConnection sends close_notify, then closes the TCP connection; a client's
         close_notify closes it too."""
