@@ -73,6 +73,28 @@ class LongText(LongBytes):
         return data.decode("utf-8", "surrogatepass")
 
 
+class TextList(LongBytes):
+    """A list of strings of any length (each as C{<byte length>:<UTF-8>}, joined)."""
+
+    def encode(self, value: Any) -> bytes:
+        """Length-prefixed pieces."""
+        pieces = []
+        for text in value:
+            data = text.encode("utf-8", "surrogatepass")
+            pieces.append(b"%d:%s" % (len(data), data))
+        return b"".join(pieces)
+
+    def decode(self, data: bytes) -> Any:
+        """Back from L{encode}."""
+        texts, position = [], 0
+        while position < len(data):
+            colon = data.index(b":", position)
+            end = colon + 1 + int(data[position:colon])
+            texts.append(data[colon + 1:end].decode("utf-8", "surrogatepass"))
+            position = end
+        return texts
+
+
 # Errors a worker's request maps to its own exceptions (the endpoints answer 503 for both).
 _STORE_ERRORS: dict[type[Exception], bytes] = {
     SessionTableFull: b"SESSION_TABLE_FULL",
@@ -96,6 +118,16 @@ class Authenticate(amp.Command):
                 (b"hashed", amp.Unicode(optional=True)), (b"created", amp.Float(optional=True)),
                 (b"active", amp.Float(optional=True)), (b"peer", Text(optional=True)),
                 (b"subject", Text(optional=True))]
+    errors = _STORE_ERRORS
+
+
+class AuthenticateMany(amp.Command):
+    """Authenticate (with C{touch}) every token a worker received in one reactor turn, in one
+    message each way.  C{sessions} is a JSON list, one entry per token: C{null}, or
+    C{[username, hashed, created, active, peer, subject]}; C{cache} as for Authenticate."""
+
+    arguments = [(b"tokens", TextList())]
+    response = [(b"sessions", LongText()), (b"cache", amp.Boolean())]
     errors = _STORE_ERRORS
 
 

@@ -10,6 +10,7 @@ session that ends, and a logout answers only once every worker has dropped it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -43,6 +44,8 @@ class RemoteStore:
         self._max_age = max_age
         self._cache: dict[str, LoginSession] = {}
         self._touched: set[str] = set()
+        # Tokens to authenticate at the end of this reactor turn, with their requests.
+        self._batch: list[tuple[str, Deferred[LoginSession | None]]] = []
 
     def forget(self, hashes: list[str]) -> None:
         """The main process says these sessions ended: drop them."""
@@ -106,21 +109,32 @@ class RemoteStore:
         return self._ask(channel.Create, username=username, peer=peer_address,
                          subject=client_certificate_subject).addCallback(created)
 
+    def _cached(self, token: str, *, touch: bool) -> LoginSession | None:
+        """The cached session of C{token} (activity recorded when C{touch}), or C{None}.  One
+        past its maximum age (or invalidated) is dropped: the main process decides, and ends
+        it."""
+        if not self._cache:
+            return None
+        hashed = hash_token(token)
+        cached = self._cache.get(hashed)
+        if cached is None:
+            return None
+        expired = (self._max_age is not None and
+                   self._reactor.seconds() - cached.created_at >= self._max_age)
+        if cached._valid and not expired:
+            if touch:
+                cached.last_active_at = self._reactor.seconds()
+                self._touched.add(hashed)
+            return cached
+        del self._cache[hashed]
+        return None
+
     def find(self, token: str, *, touch: bool = False) -> Maybe[LoginSession | None]:
         """The live session a presented token names: from the cache (at once), else as the
         main process judges it."""
-        if self._cache:
-            hashed = hash_token(token)
-            cached = self._cache.get(hashed)
-            if cached is not None:
-                expired = (self._max_age is not None and
-                           self._reactor.seconds() - cached.created_at >= self._max_age)
-                if cached._valid and not expired:
-                    if touch:
-                        cached.last_active_at = self._reactor.seconds()
-                        self._touched.add(hashed)
-                    return cached
-                del self._cache[hashed]  # the main process decides (and ends it)
+        cached = self._cached(token, touch=touch)
+        if cached is not None:
+            return cached
 
         def found(answer: dict[str, Any]) -> LoginSession | None:
             """The session, or None."""
@@ -134,8 +148,37 @@ class RemoteStore:
         return self._ask(channel.Authenticate, token=token, touch=touch).addCallback(found)
 
     def authenticate(self, token: str) -> Maybe[LoginSession | None]:
-        """L{find}, recording activity on the session found."""
-        return self.find(token, touch=True)
+        """L{find}, recording activity on the session found.  Tokens not in the cache are
+        asked about together: every request of one reactor turn in one message."""
+        cached = self._cached(token, touch=True)
+        if cached is not None:
+            return cached
+        waiting: Deferred[LoginSession | None] = Deferred()
+        self._batch.append((token, waiting))
+        if len(self._batch) == 1:
+            self._reactor.callLater(0, self._send_batch)
+        return waiting
+
+    def _send_batch(self) -> None:
+        """Ask the main process about the tokens gathered in this reactor turn."""
+        batch, self._batch = self._batch, []
+
+        def answered(answer: dict[str, Any]) -> None:
+            """Hand each request its session (or None)."""
+            for (token, waiting), fields in zip(batch, json.loads(answer["sessions"])):
+                session = None
+                if fields is not None:
+                    session = self._keep(LoginSession.restored(
+                        *fields, session_token=token, on_invalidate=self._invalidated), answer)
+                waiting.callback(session)
+
+        def failed(failure: Failure) -> None:
+            """Every request of the batch gets the failure (503)."""
+            for _, waiting in batch:
+                waiting.errback(failure)
+
+        self._ask(channel.AuthenticateMany, tokens=[token for token, _ in batch]).addCallbacks(
+            answered, failed)
 
     def end(self, session: LoginSession, reason: str, *,
             event: str = "session_ended") -> Deferred[bool]:

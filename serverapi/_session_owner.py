@@ -6,10 +6,11 @@ the validity callback runs here, on this process's reactor thread, as the seed p
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, FirstError, gatherResults, maybeDeferred
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
@@ -36,6 +37,14 @@ def _session_answer(session: LoginSession | None, cache: bool) -> dict[str, Any]
             "hashed": session.hashed_session_token, "created": session.created_at,
             "active": session.last_active_at, "peer": session.peer_address,
             "subject": session.client_certificate_subject}
+
+
+def _first_error(failure: Failure) -> Failure:
+    """The error of a batch: the store's own (unavailable), passed on as AMP knows it."""
+    inner = failure.value.subFailure if failure.check(FirstError) else failure
+    if inner.check(SessionStoreUnavailable):
+        return inner
+    return Failure(SessionStoreUnavailable(inner.getErrorMessage()))
 
 
 class WorkerEvents:
@@ -75,6 +84,24 @@ class SessionOwner(amp.AMP):
         """The live session a token names, after expiry and the validity callback."""
         found = self._sessions.authenticate(token) if touch else self._sessions.find(token)
         return _then(found, lambda session: _session_answer(session, self._cache))
+
+    @channel.AuthenticateMany.responder
+    def authenticate_many(self, tokens: list[str]) -> Any:
+        """Authenticate several tokens, in the order given (as as many Authenticates would)."""
+        found = [self._sessions.authenticate(token) for token in tokens]
+        if any(isinstance(result, Deferred) for result in found):
+            gathered = gatherResults([maybeDeferred(lambda result=result: result)
+                                      for result in found], consumeErrors=True)
+            return gathered.addCallbacks(self._sessions_answer, _first_error)
+        return self._sessions_answer(found)
+
+    def _sessions_answer(self, sessions: list[LoginSession | None]) -> dict[str, Any]:
+        """The AuthenticateMany answer."""
+        return {"cache": self._cache, "sessions": json.dumps([
+            None if session is None else
+            [session.username, session.hashed_session_token, session.created_at,
+             session.last_active_at, session.peer_address, session.client_certificate_subject]
+            for session in sessions])}
 
     @channel.Create.responder
     def create(self, username: str, peer: str | None, subject: str | None) -> Any:

@@ -79,7 +79,9 @@ class _ChannelCase(SynchronousTestCase):
         return done
 
     def result(self, value: Any) -> Any:
-        """Deliver what is in flight; the value or the Deferred's result."""
+        """Deliver what is in flight (a worker sends the tokens it gathered at the end of a
+        reactor turn); the value or the Deferred's result."""
+        self.reactor.advance(0)
         self.pump.flush()
         if isinstance(value, Deferred):
             return self.successResultOf(value)
@@ -177,6 +179,24 @@ class ChannelTests(_ChannelCase):
         self.assertIsNone(self.result(self.store.authenticate(session.session_token)))
         self.assertEqual(self.registry.live_count(), 0)
 
+    def test_one_message_per_turn(self) -> None:
+        """Tokens authenticated in one reactor turn go to the main process in one message,
+        and each request gets its own answer, in order."""
+        self.make(cache=False)
+        alice = self.result(self.store.create("alice", "10.0.0.1"))
+        bob = self.result(self.store.create("bob"))
+        sent: list[Any] = []
+        original = self.worker.callRemote
+        self.worker.callRemote = lambda command, **kw: (sent.append(command),  # type: ignore
+                                                        original(command, **kw))[1]
+        asked = [self.store.authenticate(token) for token in
+                 (alice.session_token, "unknown", bob.session_token, "")]
+        found = [self.result(each) for each in asked]
+        self.assertEqual(sent, [channel.AuthenticateMany])
+        self.assertEqual([None if session is None else (session.username, session.peer_address)
+                          for session in found],
+                         [("alice", "10.0.0.1"), None, ("bob", None), None])
+
     def test_table_full_and_removed_user(self) -> None:
         """The main process's refusals reach the worker as its own exceptions: a full table is
         SessionTableFull; a user removed while logging in is SessionStoreUnavailable (503)."""
@@ -217,7 +237,9 @@ class ChannelTests(_ChannelCase):
         self.worker.transport.loseConnection()
         self.pump.flush()
         self.assertFalse(self.store.reachable())
-        self.failureResultOf(self.store.authenticate("token"), SessionStoreUnavailable)
+        asked = self.store.authenticate("token")
+        self.reactor.advance(0)
+        self.failureResultOf(asked, SessionStoreUnavailable)
 
 
 class ForwardedLogTests(_ChannelCase):
