@@ -39,6 +39,7 @@ class WorkerProcess(ProcessProtocol, WorkerEvents):
     """One worker: its process, its channel, and what it has said."""
 
     pid: int | None = None
+    failure: str | None = None  # why it said it cannot serve
 
     def __init__(self, supervisor: WorkerSupervisor) -> None:
         self._supervisor = supervisor
@@ -86,6 +87,8 @@ class WorkerProcess(ProcessProtocol, WorkerEvents):
 
     def kill(self) -> None:
         """End the process now (SIGKILL), if it still runs."""
+        if self.transport is None:
+            return
         try:
             self.transport.signalProcess("KILL")  # type: ignore[union-attr]
         except (ProcessExitedAlready, OSError):
@@ -175,6 +178,9 @@ class WorkerSupervisor:
                 worker, sys.executable, [sys.executable, "-c", _BOOT], env=environment,
                 childFDs={0: "w", 1: "r", 2: "r", LISTEN_FD: self._port_fd,
                           CHANNEL_FD: theirs.fileno()})
+        except BaseException:
+            worker.gone = True  # its channel's end closes next: nothing to replace
+            raise
         finally:
             ours.close()
             theirs.close()
@@ -191,7 +197,7 @@ class WorkerSupervisor:
 
     def worker_failed(self, worker: WorkerProcess, reason: str) -> None:
         """A worker cannot serve: fail the start, or log it (it is retried after a pause)."""
-        worker.failure = reason  # type: ignore[attr-defined]
+        worker.failure = reason
         starting = self._starting
         if starting is not None:
             self._starting = None
@@ -215,8 +221,7 @@ class WorkerSupervisor:
             starting, self._starting = self._starting, None
             self.stop()
             starting.errback(WorkerStartError(
-                getattr(worker, "failure", None) or
-                f"a worker process (pid {worker.pid}) exited before serving"))
+                worker.failure or f"a worker process (pid {worker.pid}) exited before serving"))
             return
         if worker.serving:
             self.log.error("serverapi worker %s exited; starting another", worker.pid)

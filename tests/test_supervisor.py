@@ -116,3 +116,40 @@ class SupervisorTests(SynchronousTestCase):
         self.supervisor._starting = starting
         self.supervisor.stop()
         self.failureResultOf(starting, RuntimeError)
+
+
+class SpawnFailureTests(SynchronousTestCase):
+    """A system that cannot start a process (fork or pipe limits)."""
+
+    def setUp(self) -> None:
+        class Reactor(Clock):
+            """A clock whose processes cannot start."""
+
+            def adoptStreamConnection(self, fd: int, family: Any, factory: Any) -> None:
+                pass
+
+            def spawnProcess(self, *args: Any, **kwargs: Any) -> None:
+                raise OSError(11, "Resource temporarily unavailable")
+
+        self.clock = Reactor()
+        logger, self.logged = recording_logger()
+        self.supervisor = WorkerSupervisor(self.clock, 1, lambda: None,  # type: ignore
+                                           lambda events: None, SafeLogger(logger),  # type: ignore
+                                           grace=5, answer_timeout=3)
+        self.supervisor._port_fd = 99
+
+    def test_retried_while_serving(self) -> None:
+        """A replacement that cannot start is logged and tried again a second later."""
+        self.supervisor._spawn()
+        self.assertEqual(self.logged.text.count("Cannot start a serverapi worker"), 1)
+        self.clock.advance(1)
+        self.assertEqual(self.logged.text.count("Cannot start a serverapi worker"), 2)
+        self.assertEqual(self.supervisor.workers, [])
+
+    def test_fails_the_start(self) -> None:
+        """At start, it fails the start with the reason."""
+        starting: Deferred[None] = Deferred()
+        self.supervisor._starting = starting
+        self.supervisor._spawn()
+        failure = self.failureResultOf(starting)
+        self.assertIn("cannot start a worker process: [Errno 11]", failure.getErrorMessage())
