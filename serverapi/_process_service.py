@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, succeed
+from twisted.internet.defer import Deferred, DeferredList, gatherResults, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
@@ -22,7 +22,7 @@ from ._callback_reference import CallbackReference
 from ._config import ServerConfig
 from ._credentials import Credentials, check_credentials
 from ._passwords import CredentialStore
-from ._service import _Failed
+from ._service import _Failed, when_listened
 from ._session_owner import SessionOwner, WorkerEvents
 from ._session_parts import SessionParts, replace_credentials
 from ._sessions import LoginSession
@@ -209,27 +209,10 @@ class ProcessService(Service):
             self.sessions.stop()
         return _Failed(failure)
 
-    @staticmethod
-    def _when(listening: Deferred[IListeningPort | _Failed] | None) -> Deferred[IListeningPort]:
-        """A Deferred for the outcome of C{listening}, leaving it for the next caller."""
-        if listening is None:
-            return fail(RuntimeError("the server has not been started"))
-        waiter: Deferred[IListeningPort] = Deferred()
-
-        def tell(outcome: IListeningPort | _Failed) -> IListeningPort | _Failed:
-            if isinstance(outcome, _Failed):
-                waiter.errback(outcome.failure)
-            else:
-                waiter.callback(outcome)
-            return outcome
-
-        listening.addCallback(tell)
-        return waiter
-
     def whenListening(self) -> Deferred[IListeningPort]:
         """A Deferred for the listening port, once every worker serves; failing if the port
         cannot be had or a worker cannot serve."""
-        return self._when(self._listening)
+        return when_listened(self._listening)
 
     def stopService(self) -> Deferred[Any]:
         """Drain every worker (within the grace period), close the socket, end the sweep and

@@ -25,7 +25,7 @@ from ._config import ServerConfig
 from ._logging import SafeLogger
 from ._sessions import (TOKEN_BYTES, LoginSession, SessionTableFull, audit_session_ended,
                         hash_token, validity_holds)
-from ._store import SessionStoreUnavailable
+from ._store import SessionStoreUnavailable, end_invalidated
 from ._store_address import StoreAddress
 from ._store_probe import probe_store
 from ._throttle import PEERS_PER_USER_FACTOR, USERS_PER_ADDRESS_FACTOR, address_group
@@ -257,13 +257,7 @@ class RedisStore:
 
     def _invalidated(self, session: LoginSession) -> None:
         """C{session.invalidate()} was called (in any thread): end it in the store."""
-        def end() -> None:
-            self.end(session, "invalidated").addErrback(
-                lambda failure: self._log.error("Could not end an invalidated session "
-                                                "token_sha256=%s: %s",
-                                                session.hashed_session_token,
-                                                _describe(failure)))
-        self._reactor.callFromThread(end)
+        self._reactor.callFromThread(end_invalidated, self, session, self._log)
 
     def create(self, username: str, peer_address: str | None = None,
                client_certificate_subject: str | None = None) -> Deferred[LoginSession]:

@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from . import _channel as channel
 from ._logging import SafeLogger
 from ._sessions import LoginSession, SessionTableFull, hash_token
-from ._store import Maybe, SessionStoreUnavailable
+from ._store import Maybe, SessionStoreUnavailable, end_invalidated
 
 
 def _unavailable(failure: Failure) -> Failure:
@@ -194,14 +194,8 @@ class RemoteStore:
         return ended.addCallback(lambda answer: bool(answer["ended"]))
 
     def _invalidated(self, session: LoginSession) -> None:
-        """C{session.invalidate()} was called (in a callback thread): end it everywhere."""
-        def end() -> None:
-            self.end(session, "invalidated").addErrback(
-                lambda failure: self._log.error("Could not end an invalidated session "
-                                                "token_sha256=%s: %s",
-                                                session.hashed_session_token,
-                                                failure.getErrorMessage()))
-        self._reactor.callFromThread(end)
+        """C{session.invalidate()} was called (in any thread): end it everywhere."""
+        self._reactor.callFromThread(end_invalidated, self, session, self._log)
 
     def stop(self) -> None:
         """The worker stops; the sessions stay in the main process."""

@@ -43,6 +43,26 @@ class _Failed:
         self.failure = failure
 
 
+def when_listened(listening: Deferred[IListeningPort | _Failed] | None
+                  ) -> Deferred[IListeningPort]:
+    """A Deferred for the outcome of C{listening} (the port, or why not), leaving that outcome
+    in place for the next caller."""
+    if listening is None:
+        return fail(RuntimeError("the server has not been started"))
+    waiter: Deferred[IListeningPort] = Deferred()
+
+    def tell(outcome: IListeningPort | _Failed) -> IListeningPort | _Failed:
+        """Pass the outcome on to this waiter, and keep it for the next."""
+        if isinstance(outcome, _Failed):
+            waiter.errback(outcome.failure)
+        else:
+            waiter.callback(outcome)
+        return outcome
+
+    listening.addCallback(tell)
+    return waiter
+
+
 class APIService(Service):
     """One serverapi server: listens, serves, sweeps sessions, and stops gracefully."""
 
@@ -203,20 +223,7 @@ class APIService(Service):
 
     def whenListening(self) -> Deferred[IListeningPort]:
         """A Deferred for the listening port, failing if the server cannot listen."""
-        if self._listening is None:
-            return fail(RuntimeError("the server has not been started"))
-        waiter: Deferred[IListeningPort] = Deferred()
-
-        def tell(outcome: IListeningPort | _Failed) -> IListeningPort | _Failed:
-            """Pass the outcome on to this waiter, and keep it for the next."""
-            if isinstance(outcome, _Failed):
-                waiter.errback(outcome.failure)
-            else:
-                waiter.callback(outcome)
-            return outcome
-
-        self._listening.addCallback(tell)
-        return waiter
+        return when_listened(self._listening)
 
     def stopService(self) -> Deferred[Any]:
         """Stop accepting, let callbacks finish within the grace period, then close everything.

@@ -17,6 +17,15 @@ T = TypeVar("T")
 Maybe = Union[T, Deferred[T]]
 
 
+def end_invalidated(store: SessionStore, session: LoginSession, log: Any) -> None:
+    """End a session whose C{invalidate()} was called, in a store that answers with Deferreds
+    (run on the reactor thread); a store that cannot is logged, once."""
+    ended: Deferred[bool] = store.end(session, "invalidated")  # type: ignore[assignment]
+    ended.addErrback(lambda failure: log.error(
+        "Could not end an invalidated session token_sha256=%s: %s",
+        session.hashed_session_token, " ".join(failure.getErrorMessage().split())))
+
+
 class SessionStoreUnavailable(Exception):
     """The session store could not answer (unreachable, too slow, or it refused)."""
 

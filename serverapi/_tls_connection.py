@@ -107,8 +107,7 @@ class TLSServerConnection(Protocol):
             # channel closes the connection, nothing more is handed to it.
             if self._lost or self.disconnecting or not incoming.pending:
                 break
-        if self._outgoing.pending:  # a TLS 1.3 session ticket, an alert, ...
-            self.transport.write(self._outgoing.read())  # type: ignore[union-attr]
+        self._send_pending()  # a TLS 1.3 session ticket, an alert, ...
 
     def _handshake(self) -> bool:
         """Go on with the handshake; whether it is complete."""

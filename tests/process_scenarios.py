@@ -92,6 +92,17 @@ def clients_on_each_worker(port: int, token: str, workers: int = 2,
     return found
 
 
+def start_error(server: ProcessAPIServer) -> tuple[str | None, float]:
+    """Start C{server}; the RuntimeError's message it raised (or None) and the seconds taken."""
+    started = time.monotonic()
+    try:
+        server.startAPIServer(block=False)
+        error = None
+    except RuntimeError as raised:
+        error = str(raised)
+    return error, time.monotonic() - started
+
+
 @scenario
 def sessions_across_workers() -> Any:
     """A session made on one worker is served by the other; logout, force_logout and
@@ -226,14 +237,8 @@ def worker_cannot_serve() -> Any:
     make startAPIServer() raise the reason, quickly, with nothing left running."""
     server = ProcessAPIServer("127.0.0.1", 0, CREDENTIALS, who, workers=2,
                               access_log="/nonexistent-folder/access.log")
-    started = time.monotonic()
-    try:
-        server.startAPIServer(block=False)
-        error = None
-    except RuntimeError as raised:
-        error = str(raised)
-    return {"error": error, "quick": time.monotonic() - started < 15,
-            "running": server.worker_pids()}
+    error, took = start_error(server)
+    return {"error": error, "quick": took < 15, "running": server.worker_pids()}
 
 
 @scenario
@@ -289,13 +294,7 @@ def unimportable_callback() -> Any:
     server = ProcessAPIServer("127.0.0.1", 0, CREDENTIALS, "vanishing_module:handle",
                               workers=2)
     os.remove(path)
-    started = time.monotonic()
-    try:
-        server.startAPIServer(block=False)
-        error = None
-    except RuntimeError as raised:
-        error = str(raised)
-    took = time.monotonic() - started
+    error, took = start_error(server)
     return {"error": error, "quick": took < 15, "running": server.worker_pids()}
 
 

@@ -129,6 +129,26 @@ class JSONLog:
         return None
 
 
+def start_daemon(case: SynchronousTestCase, files: Folder, log: JSONLog, *args: str
+                 ) -> tuple[subprocess.Popen[bytes], int]:
+    """Start C{twistd -n serverapi} with a JSON log and C{args}; the process and its API port
+    (failing C{case} with the daemon's output if it does not listen)."""
+    process = subprocess.Popen(
+        [*TWISTD, "--nodaemon", "--pidfile", files("twistd.pid"),
+         "--logger", "serverapi.jsonlog.observer", "serverapi",
+         "--listen", "tcp:0:interface=127.0.0.1", *args],
+        cwd=files.path, env={**child_env(), "SERVERAPI_JSON_LOG": log.path},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    case.addCleanup(lambda: process.poll() is None and process.kill())
+    try:
+        port = wait_for(lambda: process.poll() is None and log.port("listening on"),
+                        "the API port")
+    except AssertionError:
+        process.kill()
+        raise AssertionError(process.communicate()[0].decode()) from None
+    return process, port
+
+
 class OperatorTests(SynchronousTestCase):
     """One daemon, driven through what an operator does to it."""
 
@@ -141,21 +161,9 @@ class OperatorTests(SynchronousTestCase):
         creds = files.write("creds.json", json.dumps(
             {"alice": "password123", "bob": "securepassword"}))
         log = JSONLog(files("log.json"))
-        process = subprocess.Popen(
-            [*TWISTD, "--nodaemon", "--pidfile", files("twistd.pid"),
-             "--logger", "serverapi.jsonlog.observer", "serverapi",
-             "--listen", "tcp:0:interface=127.0.0.1", "--credentials", creds,
-             "--callback", HANDLER, "--access-log", files("access.log"),
-             "--metrics", "tcp:0:interface=127.0.0.1"],
-            cwd=files.path, env={**child_env(), "SERVERAPI_JSON_LOG": log.path},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.addCleanup(lambda: process.poll() is None and process.kill())
-        try:
-            port = wait_for(lambda: process.poll() is None and log.port("listening on"),
-                            "the API port")
-        except AssertionError:
-            process.kill()
-            raise AssertionError(process.communicate()[0].decode()) from None
+        process, port = start_daemon(
+            self, files, log, "--credentials", creds, "--callback", HANDLER,
+            "--access-log", files("access.log"), "--metrics", "tcp:0:interface=127.0.0.1")
         metrics_port = wait_for(lambda: log.port("metrics on"), "the metrics port")
         base = f"http://127.0.0.1:{port}"
         self.assertTrue(os.path.exists(files("twistd.pid")))
@@ -339,21 +347,9 @@ class WorkerDaemonTests(SynchronousTestCase):
         creds = files.write("creds.json", json.dumps(
             {"alice": "password123", "bob": "securepassword"}))
         log = JSONLog(files("log.json"))
-        process = subprocess.Popen(
-            [*TWISTD, "--nodaemon", "--pidfile", files("twistd.pid"),
-             "--logger", "serverapi.jsonlog.observer", "serverapi",
-             "--listen", "tcp:0:interface=127.0.0.1", "--credentials", creds,
-             "--callback", "tests.process_callbacks:who", "--access-log", files("access.log"),
-             "--workers", "2"],
-            cwd=files.path, env={**child_env(), "SERVERAPI_JSON_LOG": log.path},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.addCleanup(lambda: process.poll() is None and process.kill())
-        try:
-            port = wait_for(lambda: process.poll() is None and log.port("listening on"),
-                            "the API port")
-        except AssertionError:
-            process.kill()
-            raise AssertionError(process.communicate()[0].decode()) from None
+        process, port = start_daemon(
+            self, files, log, "--credentials", creds, "--callback",
+            "tests.process_callbacks:who", "--access-log", files("access.log"), "--workers", "2")
         token = Client(port).login()
         bob = Client(port).login("bob")
         clients = clients_on_each_worker(port, token)
