@@ -10,6 +10,7 @@ from typing import Any
 from twisted.web.http import datetimeToString
 from twisted.web.iweb import IRequest
 
+from ._internals import send_now
 from ._json import encode
 
 JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
@@ -96,7 +97,7 @@ def _send_whole(request: Any, code: int, body: bytes) -> None:
     parts += (b"Content-Length: %d\r\n\r\n" % len(body), body)
     request.startedWriting = 1
     request.sentLength = len(body)
-    request.channel.transport.write(b"".join(parts))
+    send_now(request.channel.transport, b"".join(parts))
     request.finish()
 
 

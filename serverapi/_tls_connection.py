@@ -19,6 +19,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._internals import send_now
 from ._tls import TLS12_CIPHERS, TLSFiles
 
 # Plaintext read per call: larger than one TLS record (16 KiB), so a record is one read.
@@ -129,7 +130,7 @@ class TLSServerConnection(Protocol):
     def _send_pending(self) -> None:
         """Send what the TLS state has produced (handshake messages, alerts)."""
         if self._outgoing.pending:
-            self.transport.write(self._outgoing.read())  # type: ignore[union-attr]
+            send_now(self.transport, self._outgoing.read())
 
     def _fail(self, error: ssl.SSLError) -> None:
         """The TLS state failed (a bad handshake, a bad record): send the alert, close, and
@@ -158,7 +159,7 @@ class TLSServerConnection(Protocol):
         except ssl.SSLError as error:
             self._fail(error)
             return
-        self.transport.write(self._outgoing.read())  # type: ignore[union-attr]
+        send_now(self.transport, self._outgoing.read())
 
     def writeSequence(self, data: Any) -> None:
         """Encrypt and send the pieces as one."""

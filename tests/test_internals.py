@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -26,6 +27,14 @@ class InternalsTests(SynchronousTestCase):
         with self.assertRaises(ImportError) as caught:
             _internals.check()
         self.assertIn("Request._disconnected", str(caught.exception))
+
+    def test_check_names_a_missing_transport_buffer(self) -> None:
+        """A Twisted whose transports keep their unsent bytes elsewhere fails the import too."""
+        self.patch(FileDescriptor, "dataBuffer", b"")
+        del FileDescriptor.dataBuffer
+        with self.assertRaises(ImportError) as caught:
+            _internals.check()
+        self.assertIn("FileDescriptor.dataBuffer", str(caught.exception))
 
     def test_request_line_and_states(self) -> None:
         """While headers arrive the channel holds the request line and version; while a request

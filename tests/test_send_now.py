@@ -1,0 +1,143 @@
+"""send_now: a response goes straight into the socket, and nothing overtakes buffered bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import ClientCreator, Factory, Protocol
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
+
+from serverapi._internals import send_now
+
+BIG = 4 * 1024 * 1024  # far more than a socket's buffers hold
+
+
+class Held(Protocol):
+    """The server side: hands its transport to the test once connected."""
+
+    def __init__(self, accepted: defer.Deferred[Any]) -> None:
+        self.accepted = accepted
+
+    def connectionMade(self) -> None:
+        self.accepted.callback(self.transport)
+
+
+@implementer(IPushProducer)
+class Producer:
+    """Records whether the transport asked it to pause."""
+
+    paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class Reader(Protocol):
+    """The client side: collects what arrives; fires C{done} once C{expected} bytes came, or
+    the connection closed."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.received = bytearray()
+        self.done: defer.Deferred[bytes] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if len(self.received) >= self.expected and not self.done.called:
+            self.done.callback(bytes(self.received))
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if not self.done.called:
+            self.done.callback(bytes(self.received))
+
+
+class SendNowSocketTests(TestCase):
+    """Against a real TCP connection: the server's transport and a client that reads when told."""
+
+    def connect(self, expected: int) -> defer.Deferred[Reader]:
+        """Connect a paused reader (it reads nothing until resumed) to a fresh server."""
+        accepted: defer.Deferred[Any] = defer.Deferred()
+        port = reactor.listenTCP(  # type: ignore[attr-defined]
+            0, Factory.forProtocol(lambda: Held(accepted)), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        reader = Reader(expected)
+        creator = ClientCreator(reactor, lambda: reader)
+        connecting = creator.connectTCP("127.0.0.1", port.getHost().port)
+
+        def both(results: list[Any]) -> Reader:
+            self.transport = results[0]
+            client = results[1]
+            client.transport.pauseProducing()
+            self.addCleanup(client.transport.abortConnection)
+            self.addCleanup(self.transport.abortConnection)
+            return reader
+
+        return defer.gatherResults([accepted, connecting]).addCallback(both)
+
+    @defer.inlineCallbacks
+    def test_sent_at_once(self) -> Any:
+        """With nothing buffered, the bytes are in the socket before send_now returns: the
+        transport buffers nothing and does not ask the reactor to watch for writing."""
+        reader = yield self.connect(6)
+        send_now(self.transport, b"answer")
+        self.assertEqual(self.transport._tempDataLen, 0)
+        self.assertNotIn(self.transport, reactor.getWriters())  # type: ignore[attr-defined]
+        reader.transport.resumeProducing()
+        self.assertEqual((yield reader.done), b"answer")
+
+    @defer.inlineCallbacks
+    def test_behind_buffered_bytes(self) -> Any:
+        """Bytes the transport already holds go first: send_now queues behind them."""
+        reader = yield self.connect(12)
+        self.transport.write(b"first ")
+        send_now(self.transport, b"second")
+        reader.transport.resumeProducing()
+        self.assertEqual((yield reader.done), b"first second")
+
+    @defer.inlineCallbacks
+    def test_what_the_socket_refuses_is_buffered_in_order(self) -> Any:
+        """A client that reads nothing: the socket takes a part, the transport keeps the rest
+        (pausing its producer, as its own write does), and later bytes come after all of it."""
+        first = bytes(range(256)) * (BIG // 256)
+        reader = yield self.connect(len(first) + 5)
+        producer = Producer()
+        self.transport.registerProducer(producer, True)
+        send_now(self.transport, first)
+        held = self.transport._tempDataLen + len(self.transport.dataBuffer)
+        self.assertGreater(held, 0)
+        self.assertLess(held, len(first))
+        self.assertTrue(producer.paused)
+        send_now(self.transport, b"after")
+        reader.transport.resumeProducing()
+        received = yield reader.done
+        self.assertEqual(len(received), len(first) + 5)
+        self.assertTrue(received == first + b"after")
+
+    @defer.inlineCallbacks
+    def test_closing_transport_sends_then_closes(self) -> Any:
+        """Once the transport is closing, send_now leaves the bytes to it: sent, then closed."""
+        reader = yield self.connect(1000)
+        self.transport.loseConnection()
+        send_now(self.transport, b"last words")
+        reader.transport.resumeProducing()
+        self.assertEqual((yield reader.done), b"last words")
+
+
+class SendNowOtherTransportsTests(SynchronousTestCase):
+    """Transports without a socket of their own get a plain write."""
+
+    def test_no_socket(self) -> None:
+        """An in-memory transport (or a TLS layer) receives the bytes through write()."""
+        transport = StringTransport()
+        send_now(transport, b"answer")
+        self.assertEqual(transport.value(), b"answer")
