@@ -132,6 +132,9 @@ class APIChannel(http.HTTPChannel):
     refused = False
     secure = False
     _receiving = False
+    #: Whether the channel is handling bytes that just arrived: a response written meanwhile
+    #: answers its request inline, while the reactor is reading (see C{_responses._write_response}).
+    reading = False
     _host: Any = None
     _peer: Any = None
 
@@ -159,7 +162,11 @@ class APIChannel(http.HTTPChannel):
         if not self._receiving and not handling_request(self):
             self._receiving = True
             self.site.deadlines.add(self)
-        super().dataReceived(data)
+        self.reading = True
+        try:
+            super().dataReceived(data)
+        finally:
+            self.reading = False
 
     def allHeadersReceived(self) -> None:
         """Refuse an HTTP/1.1 request without exactly one Host header, then go on as usual."""

@@ -62,8 +62,13 @@ def send_now(transport: Any, data: bytes) -> None:
     A response to a waiting client almost always fits the socket's buffer, so it is sent here
     at once; whatever the socket does not take (or any transport that is not a plain socket, or
     one already closing or with bytes waiting) goes through C{transport.write} as before, after
-    what is already buffered, so order and the transport's backpressure are unchanged.
+    what is already buffered, so order and the transport's backpressure are unchanged.  A
+    transport with a C{write_now} of its own (serverapi's TLS layer) is asked to do the same.
     """
+    write_now = getattr(transport, "write_now", None)
+    if write_now is not None:
+        write_now(data)
+        return
     sock = getattr(transport, "socket", None)
     if (sock is not None and transport.connected and not transport.disconnecting
             and not transport._tempDataLen and transport.offset == len(transport.dataBuffer)):

@@ -97,8 +97,23 @@ def _send_whole(request: Any, code: int, body: bytes) -> None:
     parts += (b"Content-Length: %d\r\n\r\n" % len(body), body)
     request.startedWriting = 1
     request.sentLength = len(body)
-    send_now(request.channel.transport, b"".join(parts))
+    _write_response(request.channel, b"".join(parts))
     request.finish()
+
+
+def _write_response(channel: Any, response: bytes) -> None:
+    """Hand a whole response to the channel's transport.
+
+    A response written while its channel is reading (the request answered inline: a login
+    checked here, an error) is buffered by the transport, which sends it with the others of the
+    same reactor turn once the reads are done; sent at once, each would wake the client's side
+    on its own.  A response written later (a worker's result, a store's answer) goes straight
+    into the socket (L{send_now}).
+    """
+    if getattr(channel, "reading", False):
+        channel.transport.write(response)
+    else:
+        send_now(channel.transport, response)
 
 
 def send_empty(request: IRequest, code: int) -> None:

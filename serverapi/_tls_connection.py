@@ -130,7 +130,7 @@ class TLSServerConnection(Protocol):
     def _send_pending(self) -> None:
         """Send what the TLS state has produced (handshake messages, alerts)."""
         if self._outgoing.pending:
-            send_now(self.transport, self._outgoing.read())
+            self.transport.write(self._outgoing.read())  # type: ignore[union-attr]
 
     def _fail(self, error: ssl.SSLError) -> None:
         """The TLS state failed (a bad handshake, a bad record): send the alert, close, and
@@ -148,7 +148,15 @@ class TLSServerConnection(Protocol):
     # The channel's transport -------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Encrypt and send C{data} now (before the handshake completes: once it does)."""
+        """Encrypt C{data} and hand it to the TCP transport's buffer."""
+        self._write(data, now=False)
+
+    def write_now(self, data: bytes) -> None:
+        """Encrypt C{data} and send it straight into the socket if nothing waits before it."""
+        self._write(data, now=True)
+
+    def _write(self, data: bytes, *, now: bool) -> None:
+        """Encrypt and send C{data} (before the handshake completes: once it does)."""
         if self.disconnecting or self._lost or self._failure is not None:
             return
         if not self._handshaken:
@@ -159,7 +167,10 @@ class TLSServerConnection(Protocol):
         except ssl.SSLError as error:
             self._fail(error)
             return
-        send_now(self.transport, self._outgoing.read())
+        if now:
+            send_now(self.transport, self._outgoing.read())
+        else:
+            self.transport.write(self._outgoing.read())  # type: ignore[union-attr]
 
     def writeSequence(self, data: Any) -> None:
         """Encrypt and send the pieces as one."""

@@ -1,4 +1,5 @@
-"""send_now: a response goes straight into the socket, and nothing overtakes buffered bytes."""
+"""send_now: a response goes straight into the socket, and nothing overtakes buffered bytes;
+which responses go that way and which through the transport's buffer."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import ClientCreator, Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.http import HTTPChannel
 from zope.interface import implementer
 
 from serverapi._internals import send_now
+
+from .helpers import HeldPool, MemoryServer, request_bytes, status_of
 
 BIG = 4 * 1024 * 1024  # far more than a socket's buffers hold
 
@@ -141,3 +145,63 @@ class SendNowOtherTransportsTests(SynchronousTestCase):
         transport = StringTransport()
         send_now(transport, b"answer")
         self.assertEqual(transport.value(), b"answer")
+
+
+class WriteNowTransport(StringTransport):
+    """An in-memory transport that also offers write_now, recording which one was used."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ways: list[str] = []
+
+    def write(self, data: bytes) -> None:
+        self.ways.append("write")
+        super().write(data)
+
+    def write_now(self, data: bytes) -> None:
+        self.ways.append("write_now")
+        super().write(data)
+
+
+class ResponseRouteTests(SynchronousTestCase):
+    """Which way a whole response leaves: buffered when answered inline, at once when later."""
+
+    def setUp(self) -> None:
+        self.pool = HeldPool()
+        self.server = MemoryServer(pool=self.pool)
+        self.token = self.server.login()
+        self.channel, _ = self.server.connect()
+        self.transport = WriteNowTransport()
+        self.channel.transport = self.transport
+
+    def test_transport_with_its_own_write_now(self) -> None:
+        """send_now hands the bytes to a transport's write_now (serverapi's TLS layer)."""
+        transport = WriteNowTransport()
+        send_now(transport, b"answer")
+        self.assertEqual((transport.ways, transport.value()), (["write_now"], b"answer"))
+
+    def test_inline_answer_is_buffered(self) -> None:
+        """A login checked while its request is read is written through the transport's
+        buffer (sent with the turn's other answers once the reads are done)."""
+        body = b'{"username": "alice", "password": "password123"}'
+        self.channel.dataReceived(request_bytes("/login", body))
+        self.assertEqual(status_of(self.transport.value()), 200)
+        self.assertEqual(self.transport.ways, ["write"])
+        self.assertFalse(self.channel.reading)
+
+    def test_later_answer_is_sent_at_once(self) -> None:
+        """A worker's result, delivered after the reads, goes out through write_now."""
+        self.channel.dataReceived(request_bytes(cookie=self.token))
+        self.assertEqual((self.transport.ways, self.transport.value()), ([], b""))
+        self.pool.release()
+        self.assertEqual(status_of(self.transport.value()), 200)
+        self.assertEqual(self.transport.ways, ["write_now"])
+
+    def test_reading_flag_cleared_after_an_error(self) -> None:
+        """The channel stops saying it is reading even if handling the bytes raised."""
+        def fail(channel: HTTPChannel, data: bytes) -> None:
+            raise RuntimeError("parse failed")
+
+        self.patch(HTTPChannel, "dataReceived", fail)
+        self.assertRaises(RuntimeError, self.channel.dataReceived, b"x")
+        self.assertFalse(self.channel.reading)

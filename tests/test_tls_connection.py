@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from serverapi import _tls_connection as tls_connection
 from serverapi._tls import TLSFiles
 from serverapi._tls_connection import TLSServerConnection, server_context
 
@@ -103,6 +104,24 @@ class TLSConnectionTests(SynchronousTestCase):
         self.assertEqual(self.client.read(1000) + self.client.read(1000),
                          b"early HTTP/1.1 200 OK\r\n")
         self.assertIsNone(self.server.getPeerCertificate())
+
+    def test_write_buffers_and_write_now_sends_at_once(self) -> None:
+        """write() hands the record to the TCP transport's buffer; write_now() sends it
+        through send_now (straight into the socket when nothing waits); both arrive."""
+        sent_now: list[bytes] = []
+
+        def record(transport: Any, data: bytes) -> None:
+            sent_now.append(data)
+            transport.write(data)
+
+        self.patch(tls_connection, "send_now", record)
+        self.handshake()
+        self.server.write(b"buffered ")
+        self.assertEqual(sent_now, [])
+        self.server.write_now(b"at once")
+        self.assertEqual(len(sent_now), 1)
+        self.exchange()
+        self.assertEqual(self.client.read(1000) + self.client.read(1000), b"buffered at once")
 
     def test_many_records_in_one_read(self) -> None:
         """Several records arriving together are all handed up."""
