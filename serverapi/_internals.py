@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from twisted.internet.abstract import FileDescriptor
+from twisted.internet.tcp import Connection
 from twisted.web.http import HTTPChannel, Request
 
 # Methods of HTTPChannel that serverapi's channel overrides (bare errors in JSON; no
@@ -64,16 +65,19 @@ def send_now(transport: Any, data: bytes) -> None:
     one already closing or with bytes waiting) goes through C{transport.write} as before, after
     what is already buffered, so order and the transport's backpressure are unchanged.  A
     transport with a C{write_now} of its own (serverapi's TLS layer) is asked to do the same.
+    Only Twisted's own TCP and UNIX connections qualify, asked by type: a wrapper such as
+    Twisted's TLS layer (an C{ssl:} endpoint) passes unknown attributes on to the connection
+    below it, whose socket must only ever see that layer's ciphertext.  Nor does a connection
+    that is closing or being aborted.
     """
-    write_now = getattr(transport, "write_now", None)
-    if write_now is not None:
-        write_now(data)
+    if hasattr(type(transport), "write_now"):
+        transport.write_now(data)
         return
-    sock = getattr(transport, "socket", None)
-    if (sock is not None and transport.connected and not transport.disconnecting
+    if (isinstance(transport, Connection) and not transport.TLS and transport.connected
+            and not transport.disconnecting and not transport._aborting
             and not transport._tempDataLen and transport.offset == len(transport.dataBuffer)):
         try:
-            sent = sock.send(data)
+            sent = transport.socket.send(data)
         except OSError:  # full (EAGAIN), or broken: the transport finds out as it would have
             sent = 0
         if sent == len(data):
@@ -94,6 +98,8 @@ def _missing() -> list[str]:
     descriptor = FileDescriptor(cast(Any, object()))  # any reactor: it is never used
     missing += [f"FileDescriptor.{name}" for name in ("_tempDataLen", "dataBuffer", "offset")
                 if not hasattr(descriptor, name)]
+    missing += [f"tcp.Connection.{name}" for name in ("_aborting", "TLS")
+                if not hasattr(Connection, name)]
     return missing
 
 

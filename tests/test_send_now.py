@@ -3,19 +3,26 @@ which responses go that way and which through the transport's buffer."""
 
 from __future__ import annotations
 
+import tempfile
 from typing import Any
 
 from twisted.internet import defer, reactor
-from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import ClientCreator, Factory, Protocol
+from twisted.internet.interfaces import IOpenSSLContextFactory, IPushProducer
+from twisted.internet.protocol import ClientCreator, ClientFactory, Factory, Protocol
+from OpenSSL import SSL
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.testing import StringTransport
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.http import HTTPChannel
 from zope.interface import implementer
 
 from serverapi._internals import send_now
 
+from .certificates import Certificates
 from .helpers import HeldPool, MemoryServer, request_bytes, status_of
+
+CERTS = Certificates(tempfile.mkdtemp())
 
 BIG = 4 * 1024 * 1024  # far more than a socket's buffers hold
 
@@ -63,6 +70,17 @@ class Reader(Protocol):
     def connectionLost(self, reason: Any = None) -> None:
         if not self.done.called:
             self.done.callback(bytes(self.received))
+
+
+@implementer(IOpenSSLContextFactory)
+class ServerContext:
+    """The server's pyOpenSSL context for Twisted's own TLS layer: the chain and its key."""
+
+    def getContext(self) -> SSL.Context:
+        context = SSL.Context(SSL.TLS_METHOD)
+        context.use_certificate_chain_file(CERTS.server_cert)
+        context.use_privatekey_file(CERTS.server_key)
+        return context
 
 
 class SendNowSocketTests(TestCase):
@@ -133,8 +151,43 @@ class SendNowSocketTests(TestCase):
         reader = yield self.connect(1000)
         self.transport.loseConnection()
         send_now(self.transport, b"last words")
+        self.assertEqual(self.transport._tempDataLen, len(b"last words"))
         reader.transport.resumeProducing()
         self.assertEqual((yield reader.done), b"last words")
+
+    @defer.inlineCallbacks
+    def test_aborted_transport_sends_nothing(self) -> Any:
+        """An answer that comes after its connection was aborted (in the same reactor turn,
+        before Twisted calls it lost) never reaches the socket."""
+        reader = yield self.connect(1000)
+        self.transport.abortConnection()
+        send_now(self.transport, b"too late")
+        reader.transport.resumeProducing()
+        self.assertEqual((yield reader.done), b"")
+
+    @defer.inlineCallbacks
+    def test_twisted_tls_layer_is_not_bypassed(self) -> Any:
+        """Over Twisted's own TLS layer (an C{ssl:} endpoint), whose unknown attributes lead to
+        the TCP connection below it, the answer still goes through the layer: the client
+        decrypts it."""
+        accepted: defer.Deferred[Any] = defer.Deferred()
+        server_side = TLSMemoryBIOFactory(ServerContext(), False,
+                                          Factory.forProtocol(lambda: Held(accepted)))
+        port = reactor.listenTCP(0, server_side, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        reader = Reader(6)
+        with open(CERTS.root_cert, "rb") as root:
+            trust = Certificate.loadPEM(root.read())
+        client_side = TLSMemoryBIOFactory(optionsForClientTLS("localhost", trustRoot=trust),
+                                          True, ClientFactory.forProtocol(lambda: reader))
+        connector = reactor.connectTCP(  # type: ignore[attr-defined]
+            "127.0.0.1", port.getHost().port, client_side)
+        self.addCleanup(connector.disconnect)
+        transport = yield accepted
+        self.addCleanup(transport.abortConnection)
+        self.assertIsNotNone(getattr(transport, "socket", None))  # what the layer passes on
+        send_now(transport, b"answer")
+        self.assertEqual((yield reader.done), b"answer")
 
 
 class SendNowOtherTransportsTests(SynchronousTestCase):
