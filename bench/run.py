@@ -1,7 +1,7 @@
 """The benchmark: serverapi against aiohttp and bare twisted.web floors, interleaved, with wrk.
 
     python bench/run.py [--rounds 3] [--duration 5] [--json results.json]
-                        [--only SCENARIO ...] [--servers SERVER ...]
+                        [--only SCENARIO ...] [--servers SERVER ...] [--pin]
 
 Needs wrk (apt-get install wrk) and, for the aiohttp peer, aiohttp in the same interpreter
 (pip install aiohttp); without aiohttp that server is skipped with a message and its ratios are
@@ -17,6 +17,10 @@ and goodput = (requests - non-2xx - late responses) / seconds, where late respon
 "timeout" count (answers slower than --timeout, which wrk counts as requests too).  Connect, read
 and write errors are reported separately: wrk never counts those as requests, so they are not
 subtracted again.  Every ratio compares goodput; p50/p99 are wrk's, over every answer.
+
+With --pin every server process runs on the first CPU only and wrk on the others, so the load
+generator does not take CPU time from the server it measures (on two CPUs: one each); without
+it, as by default, the scheduler places both anywhere.
 """
 
 from __future__ import annotations
@@ -145,13 +149,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(name: str, before: list[str], after: list[str]) -> tuple[subprocess.Popen, int]:
-    """Start a server process and wait until it accepts connections."""
+def pinned(cpus: set[int] | None) -> Any:
+    """What runs in a child before it starts: keep it (and its threads) on C{cpus}, if given."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def start(name: str, before: list[str], after: list[str], *,
+          cpus: set[int] | None = None) -> tuple[subprocess.Popen, int]:
+    """Start a server process (on C{cpus} only, if given) and wait until it accepts
+    connections."""
     port = free_port()
     address = f"tcp:{port}:interface=127.0.0.1:backlog=1024" if before is TWISTD else str(port)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), HERE]))
     process = subprocess.Popen([sys.executable, *before, address, *after], cwd=HERE, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               preexec_fn=pinned(cpus))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -223,8 +237,10 @@ def parse_wrk(output: str) -> Result:
     return Result(requests, seconds, p50, p99, non2xx, connect, read, write, timeout, output)
 
 
-def wrk(port: int, scenario: Scenario, duration: float, token: str) -> Result:
-    """Run wrk once against 127.0.0.1:C{port} (https for a TLS scenario)."""
+def wrk(port: int, scenario: Scenario, duration: float, token: str, *,
+        cpus: set[int] | None = None) -> Result:
+    """Run wrk once against 127.0.0.1:C{port} (https for a TLS scenario), on C{cpus} only if
+    given."""
     threads = min(2, scenario.connections)
     seconds = scenario.duration or duration
     scheme = "https" if scenario.tls else "http"
@@ -232,7 +248,7 @@ def wrk(port: int, scenario: Scenario, duration: float, token: str) -> Result:
                f"-d{seconds:g}s", "--timeout", "10s", "-s", os.path.join(HERE, scenario.script),
                f"{scheme}://127.0.0.1:{port}"]
     output = subprocess.run(command, capture_output=True, text=True, check=True,
-                            timeout=seconds + 60, cwd=HERE,
+                            timeout=seconds + 60, cwd=HERE, preexec_fn=pinned(cpus),
                             env=dict(os.environ, SESSION_TOKEN=token)).stdout
     return parse_wrk(output)
 
@@ -354,11 +370,20 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", help="scenario names to run (default: all but "
                         + ", ".join(s.name for s in SCENARIOS if not s.default) + ")")
     parser.add_argument("--servers", nargs="*", help="servers to run (default: all)")
+    parser.add_argument("--pin", action="store_true",
+                        help="keep every server on the first CPU and wrk on the others")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
     scenarios = [s for s in SCENARIOS if (s.name in args.only if args.only else s.default)]
+    server_cpus = wrk_cpus = None
+    if args.pin:
+        available_cpus = sorted(os.sched_getaffinity(0))
+        if len(available_cpus) < 2:
+            print("--pin needs at least two CPUs", file=sys.stderr)
+            return 2
+        server_cpus, wrk_cpus = {available_cpus[0]}, set(available_cpus[1:])
     servers = available(args.servers)
     processes: dict[str, tuple[subprocess.Popen, int]] = {}
     runs: dict[str, dict[str, list[Result]]] = {}
@@ -370,7 +395,7 @@ def main() -> int:
         try:
             for name, server in servers.items():
                 after = [arg.format(cert=cert, key=key) for arg in server.after]
-                processes[name] = start(name, server.before, after)
+                processes[name] = start(name, server.before, after, cpus=server_cpus)
             runs = {s.name: {n: [] for n in processes if servers[n].tls == s.tls}
                     for s in scenarios}
             runs = {scenario: by_server for scenario, by_server in runs.items() if by_server}
@@ -380,7 +405,7 @@ def main() -> int:
                         port = processes[name][1]
                         # A fresh session per run: a login flood may have evicted the last one.
                         token = login(port, cert if scenario.tls else None)
-                        result = wrk(port, scenario, args.duration, token)
+                        result = wrk(port, scenario, args.duration, token, cpus=wrk_cpus)
                         runs[scenario.name][name].append(result)
                         print(f"round {round_number + 1} {scenario.name:24} {name:19} "
                               f"goodput {result.goodput:7.0f}/s req/s {result.rps:7.0f} "
@@ -398,6 +423,7 @@ def main() -> int:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(no_nan({
                 "machine": machine(), "rounds": args.rounds, "duration": args.duration,
+                "pinned": args.pin,
                 "results": table,
                 "runs": {scenario: {name: [r.figures() for r in results]
                                     for name, results in by_server.items()}
