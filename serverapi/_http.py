@@ -133,7 +133,7 @@ class APIChannel(http.HTTPChannel):
     secure = False
     _receiving = False
     #: Whether the channel is handling bytes that just arrived: a response written meanwhile
-    #: answers its request inline, while the reactor is reading (see C{_responses._write_response}).
+    #: answers its request inline, while the reactor is reading (C{_responses._write_response}).
     reading = False
     _host: Any = None
     _peer: Any = None

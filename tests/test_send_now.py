@@ -173,7 +173,8 @@ class SendNowSocketTests(TestCase):
         accepted: defer.Deferred[Any] = defer.Deferred()
         server_side = TLSMemoryBIOFactory(ServerContext(), False,
                                           Factory.forProtocol(lambda: Held(accepted)))
-        port = reactor.listenTCP(0, server_side, interface="127.0.0.1")  # type: ignore[attr-defined]
+        port = reactor.listenTCP(  # type: ignore[attr-defined]
+            0, server_side, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         reader = Reader(6)
         with open(CERTS.root_cert, "rb") as root:
