@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, DeferredList, gatherResults, succeed
 from twisted.internet.endpoints import serverFromString
@@ -22,7 +21,7 @@ from ._callback_reference import CallbackReference
 from ._config import ServerConfig
 from ._credentials import Credentials, check_credentials
 from ._passwords import CredentialStore
-from ._service import _Failed, when_listened
+from ._service import ListeningService, _Failed
 from ._session_owner import SessionOwner, WorkerEvents
 from ._session_parts import SessionParts, replace_credentials
 from ._sessions import LoginSession
@@ -73,7 +72,7 @@ class _Refuse(Factory):
         return None
 
 
-class ProcessService(Service):
+class ProcessService(ListeningService):
     """The main process: listens, owns the sessions, and supervises the workers."""
 
     name = "serverapi"
@@ -102,7 +101,6 @@ class ProcessService(Service):
             self.sessions.on_end = self._forget  # type: ignore[attr-defined]
         self.port: IListeningPort | None = None
         self.supervisor: WorkerSupervisor | None = None
-        self._listening: Deferred[IListeningPort | _Failed] | None = None
         # Fired by startService when the port was had before it (privilegedStartService).
         self._until_started: Deferred[None] | None = None
         # Waiting for the end of a stop in progress (None: no stop in progress).
@@ -134,12 +132,7 @@ class ProcessService(Service):
         """Listen now (the daemon's case: before privileges are dropped), raising at once
         when the endpoint fails synchronously."""
         super().privilegedStartService()
-        self._listen()
-        failures: list[Failure] = []
-        self.whenListening().addErrback(failures.append)  # fires now if listening failed now
-        if failures:
-            self._listening = None  # startService may try again
-            failures[0].raiseException()
+        self._listen_or_raise(self._listen)
 
     def startService(self) -> None:
         """Start the sweep and listen (unless done already); the workers start from there."""
@@ -208,11 +201,6 @@ class ProcessService(Service):
         if self.sessions.shared:
             self.sessions.stop()
         return _Failed(failure)
-
-    def whenListening(self) -> Deferred[IListeningPort]:
-        """A Deferred for the listening port, once every worker serves; failing if the port
-        cannot be had or a worker cannot serve."""
-        return when_listened(self._listening)
 
     def stopService(self) -> Deferred[Any]:
         """Drain every worker (within the grace period), close the socket, end the sweep and

@@ -119,11 +119,11 @@ class RemoteStore:
         cached = self._cache.get(hashed)
         if cached is None:
             return None
-        expired = (self._max_age is not None and
-                   self._reactor.seconds() - cached.created_at >= self._max_age)
+        now = self._reactor.seconds()
+        expired = self._max_age is not None and now - cached.created_at >= self._max_age
         if cached._valid and not expired:
             if touch:
-                cached.last_active_at = self._reactor.seconds()
+                cached.last_active_at = now
                 self._touched.add(hashed)
             return cached
         del self._cache[hashed]

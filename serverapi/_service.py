@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.application.service import Service
@@ -63,7 +63,28 @@ def when_listened(listening: Deferred[IListeningPort | _Failed] | None
     return waiter
 
 
-class APIService(Service):
+class ListeningService(Service):
+    """What both services share about listening: its outcome, kept in C{_listening} once
+    started (a Deferred whose result is the port, or a L{_Failed}), and waiting for it."""
+
+    _listening: Deferred[IListeningPort | _Failed] | None = None
+
+    def whenListening(self) -> Deferred[IListeningPort]:
+        """A Deferred for the listening port once the server serves, failing if it cannot."""
+        return when_listened(self._listening)
+
+    def _listen_or_raise(self, listen: Callable[[], None]) -> None:
+        """Begin listening with C{listen}, raising at once when the endpoint fails
+        synchronously (twistd's case); the service may then try again in startService."""
+        listen()
+        failures: list[Failure] = []
+        self.whenListening().addErrback(failures.append)  # fires now if listening failed now
+        if failures:
+            self._listening = None
+            failures[0].raiseException()
+
+
+class APIService(ListeningService):
     """One serverapi server: listens, serves, sweeps sessions, and stops gracefully."""
 
     name = "serverapi"
@@ -121,8 +142,6 @@ class APIService(Service):
             self.metrics = MetricsEndpoint(config.metrics_endpoint, reactor, self.serving,
                                            registry)
         self.port: IListeningPort | None = None
-        # Listening, once started: its result is the port, or a _Failed.
-        self._listening: Deferred[IListeningPort | _Failed] | None = None
 
     def privilegedStartService(self) -> None:
         """Listen now, raising at once when the endpoint fails synchronously (twistd's case).
@@ -131,12 +150,7 @@ class APIService(Service):
         daemon checks that the store answers before this, see L{serverapi.tap}).
         """
         super().privilegedStartService()
-        self._listen(store_first=False)
-        failures: list[Failure] = []
-        self.whenListening().addErrback(failures.append)  # fires now if listening failed now
-        if failures:
-            self._listening = None  # startService may try again
-            failures[0].raiseException()
+        self._listen_or_raise(lambda: self._listen(store_first=False))
 
     def startService(self) -> None:
         """Open the access log, start the pools and the sweep, then listen unless that has
@@ -220,10 +234,6 @@ class APIService(Service):
     def closed(self) -> Deferred[None]:
         """A Deferred that fires once every connection has sent what it holds and closed."""
         return self.site.when_closed()
-
-    def whenListening(self) -> Deferred[IListeningPort]:
-        """A Deferred for the listening port, failing if the server cannot listen."""
-        return when_listened(self._listening)
 
     def stopService(self) -> Deferred[Any]:
         """Stop accepting, let callbacks finish within the grace period, then close everything.

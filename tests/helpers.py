@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 import logging
 from typing import Any
@@ -240,3 +242,13 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
     return env
+
+
+def wait_until(predicate: Callable[[], Any], limit: float = 10.0) -> float:
+    """Poll until C{predicate()} is true; the seconds it took (raises after C{limit})."""
+    began = time.monotonic()
+    while not predicate():
+        if time.monotonic() - began > limit:
+            raise AssertionError("timed out")
+        time.sleep(0.02)
+    return time.monotonic() - began

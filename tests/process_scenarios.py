@@ -16,7 +16,7 @@ from typing import Any
 from serverapi import ProcessAPIServer
 
 from .certificates import Certificates
-from .helpers import RecordingHandler
+from .helpers import RecordingHandler, wait_until
 from .process_callbacks import VALIDITY_RECORD, recorded_validity, who
 from .scenarios import ScenarioSet
 
@@ -142,6 +142,12 @@ def sessions_across_workers() -> Any:
         server.stopAPIServer()
 
 
+def recorded_pids(record: str) -> list[int]:
+    """The process ids the validity callback wrote, one per call."""
+    with open(record, encoding="utf-8") as handle:
+        return [int(line) for line in handle]
+
+
 @scenario
 def validity_in_main_process() -> Any:
     """The validity callback runs in the main process only, before each request and in the
@@ -154,12 +160,12 @@ def validity_in_main_process() -> Any:
     try:
         token = Client(server.port).login()
         clients = clients_on_each_worker(server.port, token)
-        time.sleep(0.5)  # a few sweeps
+        calls = len(recorded_pids(record))
+        wait_until(lambda: len(recorded_pids(record)) >= calls + 2)  # two sweeps
         served = [client.post("/communicate", {}, token)[0] for client in clients.values()]
         open(record + ".reject", "w").close()
         rejected = [client.post("/communicate", {}, token)[0] for client in clients.values()]
-        with open(record, encoding="utf-8") as handle:
-            pids = {int(line) for line in handle}
+        pids = set(recorded_pids(record))
         return {"served": served, "rejected": rejected, "pids_are_main": pids == {os.getpid()},
                 "calls": len(pids) > 0}
     finally:

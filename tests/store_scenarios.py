@@ -20,7 +20,7 @@ from typing import Any
 
 from serverapi import LoginSession, ProcessAPIServer, SessionStoreUnavailable, ThreadedAPIServer
 
-from .helpers import ROOT, child_env
+from .helpers import ROOT, child_env, wait_until
 from .redis_server import RedisServer, free_port
 from .scenarios import ScenarioSet
 
@@ -88,16 +88,6 @@ def servers(count: int, url: str, **options: Any) -> Iterator[list[ThreadedAPISe
         for server in started:
             if server._service is not None:
                 server.stopAPIServer()
-
-
-def wait_until(predicate: Callable[[], Any], limit: float = 10.0) -> float:
-    """Poll until C{predicate()} is true; the seconds it took (raises after C{limit})."""
-    began = time.monotonic()
-    while not predicate():
-        if time.monotonic() - began > limit:
-            raise AssertionError("timed out")
-        time.sleep(0.02)
-    return time.monotonic() - began
 
 
 @scenario
