@@ -70,19 +70,20 @@ def send_now(transport: Any, data: bytes) -> None:
     below it, whose socket must only ever see that layer's ciphertext.  Nor does a connection
     that is closing or being aborted.
     """
-    if hasattr(type(transport), "write_now"):
+    if isinstance(transport, Connection):
+        if (not transport.TLS and transport.connected and not transport.disconnecting
+                and not transport._aborting and not transport._tempDataLen
+                and transport.offset == len(transport.dataBuffer)):
+            try:
+                sent = transport.socket.send(data)
+            except OSError:  # full (EAGAIN), or broken: the transport finds out as it would
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+    elif hasattr(type(transport), "write_now"):
         transport.write_now(data)
         return
-    if (isinstance(transport, Connection) and not transport.TLS and transport.connected
-            and not transport.disconnecting and not transport._aborting
-            and not transport._tempDataLen and transport.offset == len(transport.dataBuffer)):
-        try:
-            sent = transport.socket.send(data)
-        except OSError:  # full (EAGAIN), or broken: the transport finds out as it would have
-            sent = 0
-        if sent == len(data):
-            return
-        data = data[sent:]
     transport.write(data)
 
 

@@ -11,6 +11,7 @@ client mode, and buffering writes (serverapi writes each response whole, as one 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import crypto
@@ -70,26 +71,31 @@ class TLSServerConnection(Protocol):
     def connectionMade(self) -> None:
         """Set up the TLS state; the channel is connected now (its timeouts run during the
         handshake, so a client that never says hello is closed by them)."""
+        transport: Any = self.transport
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._tls = self._context.wrap_bio(self._incoming, self._outgoing, server_side=True)
-        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
+        self._decrypt, self._encrypt = _record_calls(self._tls)
+        # The channel pauses and resumes reading once per request: straight to the TCP
+        # transport, with no call through this layer in between.
+        self.pauseProducing = transport.pauseProducing  # type: ignore[method-assign]
+        self.resumeProducing = transport.resumeProducing  # type: ignore[method-assign]
+        setNoDelay = getattr(transport, "setTcpNoDelay", None)
         if setNoDelay is not None:
             setNoDelay(True)  # responses are whole: send each at once
         self.wrappedProtocol.makeConnection(self)
 
     def dataReceived(self, data: bytes) -> None:
         """Decrypt what arrived and hand the plaintext up (after the handshake)."""
-        if self._failure is not None or self._lost or self.disconnecting:
-            return
-        incoming = self._incoming
-        incoming.write(data)
-        if not self._handshaken and not self._handshake():
-            return
-        tls = self._tls
+        if self.disconnecting or not self._handshaken:
+            if self.disconnecting or not self._handshake(data):
+                return
+        else:
+            self._incoming.write(data)
+        decrypt = self._decrypt
         while True:
             try:
-                plaintext = tls.read(_READ_BYTES)
+                plaintext = decrypt(_READ_BYTES)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:  # the client's close_notify, if not read as b""
@@ -106,12 +112,15 @@ class TLSServerConnection(Protocol):
             # plaintext now; more is left only if the BIO holds more bytes.  (Asking the BIO
             # does not release the interpreter lock, as asking the TLS state would.)  Once the
             # channel closes the connection, nothing more is handed to it.
-            if self._lost or self.disconnecting or not incoming.pending:
+            if self.disconnecting or not self._incoming.pending:
                 break
-        self._send_pending()  # a TLS 1.3 session ticket, an alert, ...
+        if self._outgoing.pending:  # a TLS 1.3 session ticket, an alert, ...
+            self._send_pending()
 
-    def _handshake(self) -> bool:
-        """Go on with the handshake; whether it is complete."""
+    def _handshake(self, data: bytes) -> bool:
+        """Go on with the handshake with C{data}; whether it is complete (and any records
+        that came with its last message are waiting to be read)."""
+        self._incoming.write(data)
         try:
             self._tls.do_handshake()
         except ssl.SSLWantReadError:
@@ -142,35 +151,37 @@ class TLSServerConnection(Protocol):
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         """The connection is gone: tell the channel (with the TLS error, if that was why)."""
-        self._lost = True
+        self._lost = self.disconnecting = True
         self.wrappedProtocol.connectionLost(self._failure or reason)
 
     # The channel's transport -------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Encrypt C{data} and hand it to the TCP transport's buffer."""
-        self._write(data, now=False)
-
-    def write_now(self, data: bytes) -> None:
-        """Encrypt C{data} and send it straight into the socket if nothing waits before it."""
-        self._write(data, now=True)
-
-    def _write(self, data: bytes, *, now: bool) -> None:
-        """Encrypt and send C{data} (before the handshake completes: once it does)."""
-        if self.disconnecting or self._lost or self._failure is not None:
+        """Encrypt C{data} and hand it to the TCP transport's buffer (before the handshake
+        completes: once it does)."""
+        if self.disconnecting:
             return
         if not self._handshaken:
             self._early.append(data)
             return
         try:
-            self._tls.write(data)
+            self._encrypt(data)
         except ssl.SSLError as error:
             self._fail(error)
             return
-        if now:
-            send_now(self.transport, self._outgoing.read())
-        else:
-            self.transport.write(self._outgoing.read())  # type: ignore[union-attr]
+        self.transport.write(self._outgoing.read())  # type: ignore[union-attr]
+
+    def write_now(self, data: bytes) -> None:
+        """Encrypt C{data} and send it straight into the socket if nothing waits before it."""
+        if self.disconnecting or not self._handshaken:
+            self.write(data)
+            return
+        try:
+            self._encrypt(data)
+        except ssl.SSLError as error:
+            self._fail(error)
+            return
+        send_now(self.transport, self._outgoing.read())
 
     def writeSequence(self, data: Any) -> None:
         """Encrypt and send the pieces as one."""
@@ -241,16 +252,32 @@ class TLSServerConnection(Protocol):
         self.transport.unregisterProducer()  # type: ignore[union-attr]
 
     def pauseProducing(self) -> None:
-        """Stop reading the socket (the channel's backpressure)."""
+        """Stop reading the socket (the channel's backpressure).  Once connected, the TCP
+        transport's own method stands in for this one."""
         self.transport.pauseProducing()  # type: ignore[union-attr]
 
     def resumeProducing(self) -> None:
-        """Read the socket again."""
+        """Read the socket again (once connected, the TCP transport's own method)."""
         self.transport.resumeProducing()  # type: ignore[union-attr]
 
     def stopProducing(self) -> None:
         """As the TCP transport."""
         self.transport.stopProducing()  # type: ignore[union-attr]
+
+
+def _record_calls(tls: ssl.SSLObject) -> tuple[Callable[[int], bytes], Callable[[bytes], int]]:
+    """C{tls}'s C{read} and C{write}, as the C methods of the object under it.
+
+    C{ssl.SSLObject.read} and C{write} only pass their arguments on to the C{_ssl} object it
+    wraps, as two more Python calls per request; that object, when the standard library has
+    it where it always has (C{_sslobj}), is called directly, and C{tls} itself otherwise.
+    """
+    inner = getattr(tls, "_sslobj", None)
+    read = getattr(inner, "read", None)
+    write = getattr(inner, "write", None)
+    if callable(read) and callable(write):
+        return read, write
+    return tls.read, tls.write
 
 
 class TLSServerFactory(Factory):

@@ -218,3 +218,36 @@ class TLSConnectionTests(SynchronousTestCase):
         self.handshake()
         self.server.abortConnection()
         self.assertTrue(self.server.disconnecting)
+
+    def test_records_go_through_the_c_object(self) -> None:
+        """Records are read and written by the C object under the standard library's
+        SSLObject (its Python methods only pass arguments on), or by the SSLObject itself
+        where the standard library has no such object."""
+        inner = getattr(self.server._tls, "_sslobj", None)
+        if inner is not None:
+            self.assertEqual((self.server._decrypt, self.server._encrypt),
+                             (inner.read, inner.write))
+
+        class Bare:
+            """An SSLObject without the C object under it."""
+
+            def read(self, size: int) -> bytes:
+                return b""
+
+            def write(self, data: bytes) -> int:
+                return 0
+
+        bare = Bare()
+        self.assertEqual(tls_connection._record_calls(bare),  # type: ignore[arg-type]
+                         (bare.read, bare.write))
+
+    def test_nothing_after_the_connection_is_lost(self) -> None:
+        """Once the TCP connection is gone, records and writes are dropped."""
+        self.handshake()
+        self.server.connectionLost(Failure(Exception("closed")))
+        self.assertTrue(self.server.disconnecting)
+        self.client.write(b"late")
+        self.server.dataReceived(self.outgoing.read())
+        self.server.write_now(b"late answer")
+        self.server.write(b"late answer")
+        self.assertEqual((self.channel.data, self.transport.value()), ([], b""))
