@@ -164,24 +164,27 @@ class TLSServerConnection(Protocol):
         if not self._handshaken:
             self._early.append(data)
             return
-        try:
-            self._encrypt(data)
-        except ssl.SSLError as error:
-            self._fail(error)
-            return
-        self.transport.write(self._outgoing.read())  # type: ignore[union-attr]
+        records = self._encrypted(data)
+        if records is not None:
+            self.transport.write(records)  # type: ignore[union-attr]
 
     def write_now(self, data: bytes) -> None:
         """Encrypt C{data} and send it straight into the socket if nothing waits before it."""
         if self.disconnecting or not self._handshaken:
             self.write(data)
             return
+        records = self._encrypted(data)
+        if records is not None:
+            send_now(self.transport, records)
+
+    def _encrypted(self, data: bytes) -> bytes | None:
+        """C{data} as TLS records, or C{None} if the TLS state failed (the connection closes)."""
         try:
             self._encrypt(data)
         except ssl.SSLError as error:
             self._fail(error)
-            return
-        send_now(self.transport, self._outgoing.read())
+            return None
+        return self._outgoing.read()
 
     def writeSequence(self, data: Any) -> None:
         """Encrypt and send the pieces as one."""

@@ -251,3 +251,20 @@ class TLSConnectionTests(SynchronousTestCase):
         self.server.write_now(b"late answer")
         self.server.write(b"late answer")
         self.assertEqual((self.channel.data, self.transport.value()), ([], b""))
+
+    def test_failed_encryption(self) -> None:
+        """A write the TLS state cannot encrypt sends nothing and closes the connection; the
+        channel hears the TLS error as the reason."""
+        self.handshake()
+
+        def refuse(data: bytes) -> int:
+            raise ssl.SSLError("cannot encrypt")
+
+        self.server._encrypt = refuse
+        self.server.write_now(b"answer")
+        self.assertEqual(self.transport.value(), b"")
+        self.assertTrue(self.transport.disconnecting)
+        self.server.write(b"another")
+        self.assertEqual(self.transport.value(), b"")
+        self.server.connectionLost(Failure(Exception("closed")))
+        self.assertIsInstance(self.channel.lost.value, ssl.SSLError)
