@@ -56,9 +56,8 @@ class TLSServerConnection(Protocol):
     """
 
     _handshaken = False
-    #: Whether the connection is closing (Twisted's line receiver stops reading then).
+    #: Whether the connection is closing or gone (Twisted's line receiver stops reading then).
     disconnecting = False
-    _lost = False
     _failure: Failure | None = None
 
     def __init__(self, context: ssl.SSLContext, wrapped: IProtocol) -> None:
@@ -77,9 +76,11 @@ class TLSServerConnection(Protocol):
         self._tls = self._context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self._decrypt, self._encrypt = _record_calls(self._tls)
         # The channel pauses and resumes reading once per request: straight to the TCP
-        # transport, with no call through this layer in between.
-        self.pauseProducing = transport.pauseProducing  # type: ignore[method-assign]
-        self.resumeProducing = transport.resumeProducing  # type: ignore[method-assign]
+        # transport's own methods, with no call through this layer in between.
+        for name in ("pauseProducing", "resumeProducing"):
+            method = getattr(transport, name, None)
+            if method is not None:
+                setattr(self, name, method)
         setNoDelay = getattr(transport, "setTcpNoDelay", None)
         if setNoDelay is not None:
             setNoDelay(True)  # responses are whole: send each at once
@@ -87,11 +88,12 @@ class TLSServerConnection(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         """Decrypt what arrived and hand the plaintext up (after the handshake)."""
-        if self.disconnecting or not self._handshaken:
-            if self.disconnecting or not self._handshake(data):
-                return
-        else:
+        if self.disconnecting:
+            return
+        if self._handshaken:
             self._incoming.write(data)
+        elif not self._handshake(data):
+            return
         decrypt = self._decrypt
         while True:
             try:
@@ -151,7 +153,7 @@ class TLSServerConnection(Protocol):
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         """The connection is gone: tell the channel (with the TLS error, if that was why)."""
-        self._lost = self.disconnecting = True
+        self.disconnecting = True
         self.wrappedProtocol.connectionLost(self._failure or reason)
 
     # The channel's transport -------------------------------------------------------------
@@ -192,7 +194,7 @@ class TLSServerConnection(Protocol):
 
     def loseConnection(self) -> None:
         """Send close_notify and close once everything written has been sent."""
-        if self.disconnecting or self._lost:
+        if self.disconnecting:
             return
         self.disconnecting = True
         if self._handshaken and self._failure is None:

@@ -190,6 +190,37 @@ class SendNowSocketTests(TestCase):
         send_now(transport, b"answer")
         self.assertEqual((yield reader.done), b"answer")
 
+    @defer.inlineCallbacks
+    def test_start_tls_connection_is_not_bypassed(self) -> Any:
+        """A Twisted TCP connection that switched to TLS (C{startTLS}) is still a TCP
+        connection, but its socket must only see the TLS layer's records: the answer goes
+        through the layer, and the client decrypts it."""
+        accepted: defer.Deferred[Any] = defer.Deferred()
+
+        class StartsTLS(Held):
+            """Switches its connection to TLS at once, then hands it to the test."""
+
+            def connectionMade(self) -> None:
+                self.transport.startTLS(ServerContext())  # type: ignore[union-attr]
+                super().connectionMade()
+
+        port = reactor.listenTCP(  # type: ignore[attr-defined]
+            0, Factory.forProtocol(lambda: StartsTLS(accepted)), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        reader = Reader(6)
+        with open(CERTS.root_cert, "rb") as root:
+            trust = Certificate.loadPEM(root.read())
+        client_side = TLSMemoryBIOFactory(optionsForClientTLS("localhost", trustRoot=trust),
+                                          True, ClientFactory.forProtocol(lambda: reader))
+        connector = reactor.connectTCP(  # type: ignore[attr-defined]
+            "127.0.0.1", port.getHost().port, client_side)
+        self.addCleanup(connector.disconnect)
+        transport = yield accepted
+        self.addCleanup(transport.abortConnection)
+        self.assertTrue(transport.TLS)
+        send_now(transport, b"answer")
+        self.assertEqual((yield reader.done), b"answer")
+
 
 class SendNowOtherTransportsTests(SynchronousTestCase):
     """Transports without a socket of their own get a plain write."""

@@ -105,6 +105,33 @@ class TLSConnectionTests(SynchronousTestCase):
                          b"early HTTP/1.1 200 OK\r\n")
         self.assertIsNone(self.server.getPeerCertificate())
 
+    def test_early_writes_wait_for_the_handshake(self) -> None:
+        """Writes before the handshake completes, through write() or write_now(), are kept
+        and sent in order once it does."""
+        self.server.write_now(b"first ")
+        self.server.write(b"second ")
+        self.server.write_now(b"third")
+        self.handshake()
+        self.exchange()
+        received = b""
+        for _ in range(5):
+            try:
+                received += self.client.read(1000)
+            except ssl.SSLWantReadError:
+                break
+        self.assertEqual(received, b"first second third")
+
+    def test_nothing_after_the_channel_aborts(self) -> None:
+        """Once the channel aborts the connection, records that arrived with the one it was
+        handling are not handed up."""
+        self.handshake()
+        self.channel.dataReceived = lambda data: (self.channel.data.append(data),
+                                                  self.server.abortConnection())
+        self.client.write(b"first")
+        self.client.write(b"second")
+        self.server.dataReceived(self.outgoing.read())
+        self.assertEqual(self.channel.data, [b"first"])
+
     def test_write_buffers_and_write_now_sends_at_once(self) -> None:
         """write() hands the record to the TCP transport's buffer; write_now() sends it
         through send_now (straight into the socket when nothing waits); both arrive."""
