@@ -4,6 +4,7 @@ which responses go that way and which through the transport's buffer."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer, reactor
@@ -165,16 +166,14 @@ class SendNowSocketTests(TestCase):
         reader.transport.resumeProducing()
         self.assertEqual((yield reader.done), b"")
 
-    @defer.inlineCallbacks
-    def test_twisted_tls_layer_is_not_bypassed(self) -> Any:
-        """Over Twisted's own TLS layer (an C{ssl:} endpoint), whose unknown attributes lead to
-        the TCP connection below it, the answer still goes through the layer: the client
-        decrypts it."""
+    def tls_server(self, serving: Callable[[defer.Deferred[Any]], Factory]
+                   ) -> tuple[defer.Deferred[Any], Reader]:
+        """Listen with C{serving(accepted)}, whose protocol fires C{accepted} with its
+        transport, and connect a TLS client that trusts the test root; return C{accepted}
+        (the transport is aborted when the test ends) and the client's reader."""
         accepted: defer.Deferred[Any] = defer.Deferred()
-        server_side = TLSMemoryBIOFactory(ServerContext(), False,
-                                          Factory.forProtocol(lambda: Held(accepted)))
         port = reactor.listenTCP(  # type: ignore[attr-defined]
-            0, server_side, interface="127.0.0.1")
+            0, serving(accepted), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         reader = Reader(6)
         with open(CERTS.root_cert, "rb") as root:
@@ -184,8 +183,21 @@ class SendNowSocketTests(TestCase):
         connector = reactor.connectTCP(  # type: ignore[attr-defined]
             "127.0.0.1", port.getHost().port, client_side)
         self.addCleanup(connector.disconnect)
+
+        def abort_at_cleanup(transport: Any) -> Any:
+            self.addCleanup(transport.abortConnection)
+            return transport
+
+        return accepted.addCallback(abort_at_cleanup), reader
+
+    @defer.inlineCallbacks
+    def test_twisted_tls_layer_is_not_bypassed(self) -> Any:
+        """Over Twisted's own TLS layer (an C{ssl:} endpoint), whose unknown attributes lead to
+        the TCP connection below it, the answer still goes through the layer: the client
+        decrypts it."""
+        accepted, reader = self.tls_server(lambda accepted: TLSMemoryBIOFactory(
+            ServerContext(), False, Factory.forProtocol(lambda: Held(accepted))))
         transport = yield accepted
-        self.addCleanup(transport.abortConnection)
         self.assertIsNotNone(getattr(transport, "socket", None))  # what the layer passes on
         send_now(transport, b"answer")
         self.assertEqual((yield reader.done), b"answer")
@@ -195,7 +207,6 @@ class SendNowSocketTests(TestCase):
         """A Twisted TCP connection that switched to TLS (C{startTLS}) is still a TCP
         connection, but its socket must only see the TLS layer's records: the answer goes
         through the layer, and the client decrypts it."""
-        accepted: defer.Deferred[Any] = defer.Deferred()
 
         class StartsTLS(Held):
             """Switches its connection to TLS at once, then hands it to the test."""
@@ -204,19 +215,9 @@ class SendNowSocketTests(TestCase):
                 self.transport.startTLS(ServerContext())  # type: ignore[union-attr]
                 super().connectionMade()
 
-        port = reactor.listenTCP(  # type: ignore[attr-defined]
-            0, Factory.forProtocol(lambda: StartsTLS(accepted)), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        reader = Reader(6)
-        with open(CERTS.root_cert, "rb") as root:
-            trust = Certificate.loadPEM(root.read())
-        client_side = TLSMemoryBIOFactory(optionsForClientTLS("localhost", trustRoot=trust),
-                                          True, ClientFactory.forProtocol(lambda: reader))
-        connector = reactor.connectTCP(  # type: ignore[attr-defined]
-            "127.0.0.1", port.getHost().port, client_side)
-        self.addCleanup(connector.disconnect)
+        accepted, reader = self.tls_server(
+            lambda accepted: Factory.forProtocol(lambda: StartsTLS(accepted)))
         transport = yield accepted
-        self.addCleanup(transport.abortConnection)
         self.assertTrue(transport.TLS)
         send_now(transport, b"answer")
         self.assertEqual((yield reader.done), b"answer")
