@@ -116,8 +116,8 @@ class TLSServerConnection(Protocol):
             # channel closes the connection, nothing more is handed to it.
             if self.disconnecting or not self._incoming.pending:
                 break
-        if self._outgoing.pending:  # a TLS 1.3 session ticket, an alert, ...
-            self._send_pending()
+        if self._outgoing.pending:  # a TLS 1.3 key update, an alert, ... (rarely anything)
+            self.transport.write(self._outgoing.read())  # type: ignore[union-attr]
 
     def _handshake(self, data: bytes) -> bool:
         """Go on with the handshake with C{data}; whether it is complete (and any records
