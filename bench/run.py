@@ -156,6 +156,17 @@ def pinned(cpus: set[int] | None) -> Any:
     return lambda: os.sched_setaffinity(0, cpus)
 
 
+def cpu_split(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """The servers' CPUs and wrk's: with C{pin}, the first CPU and the others; without, anywhere
+    (C{None}).  Raises C{ValueError} when pinning is asked of a machine with one CPU."""
+    if not pin:
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise ValueError("--pin needs at least two CPUs")
+    return {cpus[0]}, set(cpus[1:])
+
+
 def start(name: str, before: list[str], after: list[str], *,
           cpus: set[int] | None = None) -> tuple[subprocess.Popen, int]:
     """Start a server process (on C{cpus} only, if given) and wait until it accepts
@@ -377,13 +388,11 @@ def main() -> int:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
     scenarios = [s for s in SCENARIOS if (s.name in args.only if args.only else s.default)]
-    server_cpus = wrk_cpus = None
-    if args.pin:
-        available_cpus = sorted(os.sched_getaffinity(0))
-        if len(available_cpus) < 2:
-            print("--pin needs at least two CPUs", file=sys.stderr)
-            return 2
-        server_cpus, wrk_cpus = {available_cpus[0]}, set(available_cpus[1:])
+    try:
+        server_cpus, wrk_cpus = cpu_split(args.pin)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
     servers = available(args.servers)
     processes: dict[str, tuple[subprocess.Popen, int]] = {}
     runs: dict[str, dict[str, list[Result]]] = {}

@@ -27,7 +27,7 @@ from dataclasses import replace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from run import Scenario, login, machine, start, wrk  # noqa: E402
+from run import Scenario, cpu_split, login, machine, start, wrk  # noqa: E402
 
 SCENARIO = Scenario("communicate c=32", "communicate.lua", 32)
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -54,13 +54,11 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
-    server_cpus = wrk_cpus = None
-    if args.pin:
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) < 2:
-            print("--pin needs at least two CPUs", file=sys.stderr)
-            return 2
-        server_cpus, wrk_cpus = {cpus[0]}, set(cpus[1:])
+    try:
+        server_cpus, wrk_cpus = cpu_split(args.pin)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
     goodput: dict[str, list[float]] = {name: [] for name in SERVERS}
     cpu_us: dict[str, list[float]] = {name: [] for name in SERVERS}
     with tempfile.TemporaryDirectory(prefix="serverapi-bench-") as folder:
