@@ -110,7 +110,7 @@ def _write_response(channel: Any, response: bytes) -> None:
     on its own.  A response written later (a worker's result, a store's answer) goes straight
     into the socket (L{send_now}).
     """
-    if getattr(channel, "reading", False):
+    if channel.reading:
         channel.transport.write(response)
     else:
         send_now(channel.transport, response)
