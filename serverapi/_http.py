@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import methodcaller
 from typing import Any
 
@@ -21,7 +21,7 @@ from ._internals import (client_gone, handling_request, request_line, request_ve
                          waiting_for_transport)
 from ._logging import SafeLogger
 from ._proxies import ForwardedClient, ProxyPolicy
-from ._responses import close_after_response, raw_error, send_error
+from ._responses import close_after_response, raw_error, send_error, sender
 from ._resource import RootResource
 
 
@@ -135,12 +135,16 @@ class APIChannel(http.HTTPChannel):
     #: Whether the channel is handling bytes that just arrived: a response written meanwhile
     #: answers its request inline, while the reactor is reading (C{_responses._write_response}).
     reading = False
+    #: Sends a whole response at once (a worker's result): chosen for the transport when the
+    #: connection is made (C{_responses.sender}).
+    send_at_once: Callable[[bytes], None]
     _host: Any = None
     _peer: Any = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.secure = ISSLTransport.providedBy(self.transport)  # asked once, not per request
+        self.send_at_once = sender(self.transport)
         self.site.channels.add(self)
 
     def getHost(self) -> Any:

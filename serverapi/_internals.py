@@ -63,8 +63,7 @@ def send_now(transport: Any, data: bytes) -> None:
     A response to a waiting client almost always fits the socket's buffer, so it is sent here
     at once; whatever the socket does not take (or any transport that is not a plain socket, or
     one already closing or with bytes waiting) goes through C{transport.write} as before, after
-    what is already buffered, so order and the transport's backpressure are unchanged.  A
-    transport with a C{write_now} of its own (serverapi's TLS layer) is asked to do the same.
+    what is already buffered, so order and the transport's backpressure are unchanged.
     Only Twisted's own TCP and UNIX connections qualify, asked by type: a wrapper such as
     Twisted's TLS layer (an C{ssl:} endpoint) passes unknown attributes on to the connection
     below it, whose socket must only ever see that layer's ciphertext.  Nor does a connection
@@ -81,10 +80,8 @@ def send_now(transport: Any, data: bytes) -> None:
             if sent == len(data):
                 return
             data = data[sent:]
-    elif hasattr(type(transport), "write_now"):
-        transport.write_now(data)
-        return
     transport.write(data)
+
 
 
 def _missing() -> list[str]:

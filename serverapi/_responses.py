@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from twisted.web.http import datetimeToString
 from twisted.web.iweb import IRequest
@@ -107,13 +108,22 @@ def _write_response(channel: Any, response: bytes) -> None:
     A response written while its channel is reading (the request answered inline: a login
     checked here, an error) is buffered by the transport, which sends it with the others of the
     same reactor turn once the reads are done; sent at once, each would wake the client's side
-    on its own.  A response written later (a worker's result, a store's answer) goes straight
-    into the socket (L{send_now}).
+    on its own.  A response written later (a worker's result, a store's answer) is sent at once,
+    by the channel's L{sender}.
     """
     if channel.reading:
         channel.transport.write(response)
     else:
-        send_now(channel.transport, response)
+        channel.send_at_once(response)
+
+
+def sender(transport: Any) -> Callable[[bytes], None]:
+    """How a whole response is sent at once on C{transport}, chosen once per connection: by
+    the transport's own C{write_now} if it has one (serverapi's TLS layer, which encrypts the
+    response and sends the records through L{send_now}), by L{send_now} otherwise."""
+    if hasattr(type(transport), "write_now"):
+        return cast(Callable[[bytes], None], transport.write_now)
+    return partial(send_now, transport)
 
 
 def send_empty(request: IRequest, code: int) -> None:

@@ -171,13 +171,19 @@ class TLSServerConnection(Protocol):
             self.transport.write(records)  # type: ignore[union-attr]
 
     def write_now(self, data: bytes) -> None:
-        """Encrypt C{data} and send it straight into the socket if nothing waits before it."""
+        """Encrypt C{data} and send it straight into the socket if nothing waits before it.
+
+        (The channel's way to send a worker's answer: one call, encrypting in line.)
+        """
         if self.disconnecting or not self._handshaken:
             self.write(data)
             return
-        records = self._encrypted(data)
-        if records is not None:
-            send_now(self.transport, records)
+        try:
+            self._encrypt(data)
+        except ssl.SSLError as error:
+            self._fail(error)
+            return
+        send_now(self.transport, self._outgoing.read())
 
     def _encrypted(self, data: bytes) -> bytes | None:
         """C{data} as TLS records, or C{None} if the TLS state failed (the connection closes)."""

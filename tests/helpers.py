@@ -199,12 +199,15 @@ class MemoryServer:
         cookie = response.headers.getRawHeaders(b"Set-Cookie")[0].decode()
         return cookie.split(";", 1)[0].split("=", 1)[1]
 
-    def connect(self, address: Any = None) -> tuple[APIChannel, StringTransport]:
-        """Open an in-memory connection to the real site (our channel and request classes)."""
+    def connect(self, address: Any = None, *, transport: StringTransport | None = None
+                ) -> tuple[APIChannel, StringTransport]:
+        """Open an in-memory connection to the real site (our channel and request classes),
+        on C{transport} if given."""
         if address is None:
             address = IPv4Address("TCP", "10.0.0.7", 50000)
         channel = self.service.site.buildProtocol(address)
-        transport = StringTransport(peerAddress=address)
+        if transport is None:
+            transport = StringTransport(peerAddress=address)
         channel.makeConnection(transport)
         return channel, transport
 

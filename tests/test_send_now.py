@@ -19,6 +19,7 @@ from twisted.web.http import HTTPChannel
 from zope.interface import implementer
 
 from serverapi._internals import send_now
+from serverapi._responses import sender
 
 from .certificates import Certificates
 from .helpers import HeldPool, MemoryServer, request_bytes, status_of
@@ -233,8 +234,8 @@ class SendNowOtherTransportsTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"answer")
 
 
-class WriteNowTransport(StringTransport):
-    """An in-memory transport that also offers write_now, recording which one was used."""
+class RecordingTransport(StringTransport):
+    """An in-memory transport that records each write."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -244,9 +245,13 @@ class WriteNowTransport(StringTransport):
         self.ways.append("write")
         super().write(data)
 
+
+class WriteNowTransport(RecordingTransport):
+    """An in-memory transport that also offers write_now, recording which one was used."""
+
     def write_now(self, data: bytes) -> None:
         self.ways.append("write_now")
-        super().write(data)
+        StringTransport.write(self, data)
 
 
 class ResponseRouteTests(SynchronousTestCase):
@@ -256,15 +261,21 @@ class ResponseRouteTests(SynchronousTestCase):
         self.pool = HeldPool()
         self.server = MemoryServer(pool=self.pool)
         self.token = self.server.login()
-        self.channel, _ = self.server.connect()
         self.transport = WriteNowTransport()
-        self.channel.transport = self.transport
+        self.channel, _ = self.server.connect(transport=self.transport)
 
     def test_transport_with_its_own_write_now(self) -> None:
-        """send_now hands the bytes to a transport's write_now (serverapi's TLS layer)."""
+        """A transport's own write_now (serverapi's TLS layer) is how its connection sends at
+        once."""
         transport = WriteNowTransport()
-        send_now(transport, b"answer")
+        sender(transport)(b"answer")
         self.assertEqual((transport.ways, transport.value()), (["write_now"], b"answer"))
+
+    def test_transport_without_write_now(self) -> None:
+        """Any other transport sends at once through send_now (an in-memory one: its write)."""
+        transport = RecordingTransport()
+        sender(transport)(b"answer")
+        self.assertEqual((transport.ways, transport.value()), (["write"], b"answer"))
 
     def test_inline_answer_is_buffered(self) -> None:
         """A login checked while its request is read is written through the transport's
