@@ -83,7 +83,6 @@ def send_now(transport: Any, data: bytes) -> None:
     transport.write(data)
 
 
-
 def _missing() -> list[str]:
     """The names above that this Twisted lacks."""
     channel = HTTPChannel()

@@ -20,6 +20,8 @@ from zope.interface import implementer
 
 from serverapi._internals import send_now
 from serverapi._responses import sender
+from serverapi._tls import TLSFiles
+from serverapi._tls_connection import TLSServerConnection, server_context
 
 from .certificates import Certificates
 from .helpers import HeldPool, MemoryServer, request_bytes, status_of
@@ -254,6 +256,13 @@ class WriteNowTransport(RecordingTransport):
         StringTransport.write(self, data)
 
 
+class TCPStringTransport(StringTransport):
+    """An in-memory transport with a TCP connection's no-delay switch (the channel sets it)."""
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.noDelay = enabled
+
+
 class ResponseRouteTests(SynchronousTestCase):
     """Which way a whole response leaves: buffered when answered inline, at once when later."""
 
@@ -276,6 +285,18 @@ class ResponseRouteTests(SynchronousTestCase):
         transport = RecordingTransport()
         sender(transport)(b"answer")
         self.assertEqual((transport.ways, transport.value()), (["write"], b"answer"))
+
+    def test_each_channel_sends_through_its_transport(self) -> None:
+        """A channel on a plain connection sends a worker's answer through send_now; one
+        behind serverapi's TLS layer through the layer's write_now (encrypted, then sent)."""
+        plain, transport = self.server.connect()
+        self.assertEqual((plain.send_at_once.func, plain.send_at_once.args),  # type: ignore
+                         (send_now, (transport,)))
+        behind_tls = self.server.service.site.buildProtocol(None)
+        layer = TLSServerConnection(
+            server_context(TLSFiles(CERTS.server_cert, CERTS.server_key)), behind_tls)
+        layer.makeConnection(TCPStringTransport())
+        self.assertEqual(behind_tls.send_at_once, layer.write_now)
 
     def test_inline_answer_is_buffered(self) -> None:
         """A login checked while its request is read is written through the transport's
