@@ -12,7 +12,8 @@ Starts every server as its own process on 127.0.0.1 (serverapi embedded and as t
 both with the library's DEFAULT options except login_attempts; the aiohttp peer; bare twisted.web
 floors with the callback inline and through deferToThread; TLS variants), then runs each scenario
 against each server in turn, round after round, so slow moments of this shared machine fall on
-all servers alike.  Only 2xx answers count as served: the wrk scripts count the other answers,
+all servers alike; each TLS server runs right next to its plain twin, first in every other
+round, so that the TLS ratio compares two runs made one after the other.  Only 2xx answers count as served: the wrk scripts count the other answers,
 and goodput = (requests - non-2xx - late responses) / seconds, where late responses are wrk's
 "timeout" count (answers slower than --timeout, which wrk counts as requests too).  Connect, read
 and write errors are reported separately: wrk never counts those as requests, so they are not
@@ -98,7 +99,7 @@ TLS_PLAIN_SCENARIO = "communicate c=32"
 SCENARIOS = [
     Scenario("communicate c=1", "communicate.lua", 1, default=False),
     Scenario(TLS_PLAIN_SCENARIO, "communicate.lua", 32),
-    # Right after its plain twin, so "TLS keeps X of plain" compares moments close together.
+    # Each TLS server runs right next to its plain twin at the scenario above (schedule()).
     Scenario("communicate c=32 TLS", "communicate.lua", 32, tls=True),
     Scenario("communicate c=256", "communicate.lua", 256),
     Scenario("login c=32", "login.lua", 32),
@@ -295,6 +296,30 @@ def no_nan(value: Any) -> Any:
     return value
 
 
+def schedule(runs: dict[str, dict[str, list[Result]]], scenarios: list[Scenario],
+             round_number: int) -> list[tuple[Scenario, str]]:
+    """One round's runs in order: scenario by scenario and server by server, except that each
+    TLS server runs right next to its plain twin at the plain scenario, before it in odd rounds
+    and after it in even ones.  "TLS keeps X of plain" then compares two runs made one after the
+    other, not half a minute apart, and neither always comes first."""
+    paired = {SERVERS[name].plain: (scenario, name)
+              for scenario in scenarios if scenario.tls for name in runs.get(scenario.name, {})
+              if SERVERS[name].plain in runs.get(TLS_PLAIN_SCENARIO, {})}
+    twins = set(paired.values())
+    steps: list[tuple[Scenario, str]] = []
+    for scenario in scenarios:
+        for name in runs.get(scenario.name, {}):
+            if (scenario, name) in twins:
+                continue
+            pair = [(scenario, name)]
+            if scenario.name == TLS_PLAIN_SCENARIO and name in paired:
+                pair.append(paired[name])
+                if round_number % 2:
+                    pair.reverse()
+            steps += pair
+    return steps
+
+
 def tls_keeps(runs: dict[str, dict[str, list[Result]]], scenario: Scenario,
               name: str) -> float:
     """Median over rounds of a TLS server's goodput over its plain twin's at c=32, same round."""
@@ -409,19 +434,18 @@ def main() -> int:
                     for s in scenarios}
             runs = {scenario: by_server for scenario, by_server in runs.items() if by_server}
             for round_number in range(args.rounds):
-                for scenario in scenarios:
-                    for name in runs.get(scenario.name, {}):
-                        port = processes[name][1]
-                        # A fresh session per run: a login flood may have evicted the last one.
-                        token = login(port, cert if scenario.tls else None)
-                        result = wrk(port, scenario, args.duration, token, cpus=wrk_cpus)
-                        runs[scenario.name][name].append(result)
-                        print(f"round {round_number + 1} {scenario.name:24} {name:19} "
-                              f"goodput {result.goodput:7.0f}/s req/s {result.rps:7.0f} "
-                              f"p50 {result.p50_ms:7.2f} ms p99 {result.p99_ms:7.2f} ms "
-                              f"non2xx {result.non2xx} connect {result.connect} "
-                              f"read {result.read} write {result.write} "
-                              f"timeout {result.timeout}", flush=True)
+                for scenario, name in schedule(runs, scenarios, round_number):
+                    port = processes[name][1]
+                    # A fresh session per run: a login flood may have evicted the last one.
+                    token = login(port, cert if scenario.tls else None)
+                    result = wrk(port, scenario, args.duration, token, cpus=wrk_cpus)
+                    runs[scenario.name][name].append(result)
+                    print(f"round {round_number + 1} {scenario.name:24} {name:19} "
+                          f"goodput {result.goodput:7.0f}/s req/s {result.rps:7.0f} "
+                          f"p50 {result.p50_ms:7.2f} ms p99 {result.p99_ms:7.2f} ms "
+                          f"non2xx {result.non2xx} connect {result.connect} "
+                          f"read {result.read} write {result.write} "
+                          f"timeout {result.timeout}", flush=True)
         finally:
             for process, _ in processes.values():
                 process.kill()
