@@ -13,11 +13,12 @@ both with the library's DEFAULT options except login_attempts; the aiohttp peer;
 floors with the callback inline and through deferToThread; TLS variants), then runs each scenario
 against each server in turn, round after round, so slow moments of this shared machine fall on
 all servers alike; each TLS server runs right next to its plain twin, first in every other
-round, so that the TLS ratio compares two runs made one after the other.  Only 2xx answers count as served: the wrk scripts count the other answers,
-and goodput = (requests - non-2xx - late responses) / seconds, where late responses are wrk's
-"timeout" count (answers slower than --timeout, which wrk counts as requests too).  Connect, read
-and write errors are reported separately: wrk never counts those as requests, so they are not
-subtracted again.  Every ratio compares goodput; p50/p99 are wrk's, over every answer.
+round, so that the TLS ratio compares two runs made one after the other.  Only 2xx answers count
+as served: the wrk scripts count the other answers, and goodput = (requests - non-2xx - late
+responses) / seconds, where late responses are wrk's "timeout" count (answers slower than
+--timeout, which wrk counts as requests too).  Connect, read and write errors are reported
+separately: wrk never counts those as requests, so they are not subtracted again.  Every ratio
+compares goodput; p50/p99 are wrk's, over every answer.
 
 With --pin every server process runs on the first CPU only and wrk on the others, so the load
 generator does not take CPU time from the server it measures (on two CPUs: one each); without

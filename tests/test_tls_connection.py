@@ -295,3 +295,18 @@ class TLSConnectionTests(SynchronousTestCase):
         self.assertEqual(self.transport.value(), b"")
         self.server.connectionLost(Failure(Exception("closed")))
         self.assertIsInstance(self.channel.lost.value, ssl.SSLError)
+
+    def test_failed_encryption_of_a_buffered_write(self) -> None:
+        """write() (an answer given inline) fails the same way as write_now(): nothing is
+        buffered, the connection closes, and the channel hears the TLS error."""
+        self.handshake()
+
+        def refuse(data: bytes) -> int:
+            raise ssl.SSLError("cannot encrypt")
+
+        self.server._encrypt = refuse
+        self.server.write(b"answer")
+        self.assertEqual(self.transport.value(), b"")
+        self.assertTrue(self.transport.disconnecting)
+        self.server.connectionLost(Failure(Exception("closed")))
+        self.assertIsInstance(self.channel.lost.value, ssl.SSLError)
