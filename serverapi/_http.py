@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 
 from ._deadlines import Deadlines
+from ._idle import IdleTimeout
 from ._internals import (client_gone, handling_request, request_line, request_version,
                          waiting_for_transport)
 from ._logging import SafeLogger
@@ -125,8 +126,12 @@ class APIRequest(server.Request):
         self.site.logger.error("Unhandled error serving %r", self.path, exc_info=reason.value)
 
 
-class APIChannel(http.HTTPChannel):
-    """An HTTP/1.1 connection with a whole-request deadline and JSON for bare errors."""
+class APIChannel(IdleTimeout, http.HTTPChannel):
+    """An HTTP/1.1 connection with a whole-request deadline and JSON for bare errors.
+
+    Its idle timeout keeps one timer for the connection (L{IdleTimeout}), where Twisted's
+    channel cancels one and makes another for every request.
+    """
 
     site: APISite
     refused = False
@@ -256,6 +261,7 @@ class APIChannel(http.HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel_deadline()
+        self.stop_idle_timer()
         self.site.channel_closed(self)
         if reason.check(SSL.Error, ssl.SSLError):
             peer, why = _peer(self), reason.getErrorMessage()
@@ -296,6 +302,7 @@ class APISite(server.Site):
     def buildProtocol(self, addr: Any) -> APIChannel:
         channel = super().buildProtocol(addr)
         channel.abortTimeout = min(self.timeOut or 15, 15)
+        channel.seconds = self.reactor.seconds  # the clock of the callLater Twisted gave it
         return channel
 
     def body_cap(self, target: bytes) -> int:

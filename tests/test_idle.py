@@ -1,0 +1,121 @@
+"""The idle timeout of a connection: one timer per connection, however many requests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IDelayedCall
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from .helpers import HeldPool, MemoryServer, request_bytes, status_of
+
+TIMEOUT = 5.0
+
+
+def count_timers(channel: Any) -> list[float]:
+    """Wrap C{channel.callLater}; the delays of the timers it makes from now on."""
+    made: list[float] = []
+    original: Callable[..., IDelayedCall] = channel.callLater
+
+    def counting(delay: float, *args: Any, **kwargs: Any) -> IDelayedCall:
+        made.append(delay)
+        return original(delay, *args, **kwargs)
+
+    channel.callLater = counting
+    return made
+
+
+class IdleTimeoutTests(SynchronousTestCase):
+    """C{timeout} seconds of silence close a connection, and keep-alive requests cost no timer."""
+
+    def setUp(self) -> None:
+        self.pool = HeldPool()
+        self.server = MemoryServer(pool=self.pool, timeout=TIMEOUT)
+        self.token = self.server.login()
+        self.clock = self.server.reactor
+
+    def answer_all(self) -> None:
+        """Run every held callback."""
+        while self.pool.jobs:
+            self.pool.release()
+
+    def test_many_requests_make_no_new_timer(self) -> None:
+        """A hundred requests on one connection inside the timeout make no timer of its own."""
+        channel, transport = self.server.connect()
+        made = count_timers(channel)
+        for _ in range(100):
+            channel.dataReceived(request_bytes(cookie=self.token))
+            self.answer_all()
+            self.clock.advance(0.01)
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 "), 100)
+        self.assertEqual(made, [])
+
+    def test_idle_counts_from_the_last_answer(self) -> None:
+        """The timer set at connect fires early, sleeps again, and closes `timeout` after the
+        last answer."""
+        channel, transport = self.server.connect()
+        self.clock.advance(4)
+        channel.dataReceived(request_bytes(cookie=self.token))
+        self.answer_all()
+        self.clock.advance(TIMEOUT - 0.1)  # past the first timer's time
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.2)
+        self.assertTrue(transport.disconnecting)
+
+    def test_no_idle_timeout_while_a_callback_runs(self) -> None:
+        """A request whose callback runs past the idle time is answered, and the connection
+        closes `timeout` seconds after that answer."""
+        channel, transport = self.server.connect()
+        self.clock.advance(3)
+        channel.dataReceived(request_bytes(cookie=self.token))
+        self.clock.advance(4.9)  # the timer set at connect fired meanwhile
+        self.assertFalse(transport.disconnecting)
+        self.answer_all()
+        self.assertEqual(status_of(transport.value()), 200)
+        self.clock.advance(TIMEOUT - 0.1)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.2)
+        self.assertTrue(transport.disconnecting)
+
+    def test_bytes_arriving_push_the_timeout_back(self) -> None:
+        """Part of a request arriving counts as activity."""
+        channel, transport = self.server.connect()
+        raw = request_bytes(cookie=self.token)
+        self.clock.advance(4)
+        channel.dataReceived(raw[:10])
+        self.clock.advance(4)
+        self.assertFalse(transport.disconnecting)
+        channel.dataReceived(raw[10:])
+        self.answer_all()
+        self.assertEqual(status_of(transport.value()), 200)
+
+    def test_a_shorter_timeout_moves_the_timer(self) -> None:
+        """Setting a timeout shorter than the one pending closes the connection on time."""
+        channel, transport = self.server.connect()
+        self.assertEqual(channel.setTimeout(1.0), TIMEOUT)
+        self.clock.advance(1.1)
+        self.assertTrue(transport.disconnecting)
+
+    def test_timeout_off_then_on(self) -> None:
+        """With the timeout off the connection stays open; switched on, it counts from then."""
+        channel, transport = self.server.connect()
+        channel.setTimeout(None)
+        self.clock.advance(60)
+        self.assertFalse(transport.disconnecting)
+        channel.setTimeout(2.0)
+        self.clock.advance(1.9)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.2)
+        self.assertTrue(transport.disconnecting)
+
+    def test_a_closed_connection_leaves_no_timer(self) -> None:
+        """Once the connection is gone, the reactor holds no timer for it."""
+        channel, transport = self.server.connect()
+        channel.dataReceived(request_bytes(cookie=self.token))
+        self.answer_all()
+        channel.connectionLost(Failure(ConnectionDone()))
+        owners = [getattr(call.func, "__self__", None) for call in self.clock.getDelayedCalls()]
+        self.assertNotIn(channel, owners)
