@@ -255,7 +255,9 @@ class APIChannel(IdleTimeout, http.HTTPChannel):
         self.refuse(400, "Bad request.")
 
     def timeoutConnection(self) -> None:
-        """Close the connection, aborting it if the peer does not let go."""
+        """Close the connection, aborting it if the peer does not let go (once: the idle
+        timer stops, so a refused connection is not timed out again)."""
+        self.stop_idle_timer()
         self.persistent = False
         super().timeoutConnection()
 

@@ -16,21 +16,26 @@ class IdleTimeout:
     one: two changes to the reactor's timer heap per request.  Here switching the timeout off
     or restarting it only notes when the connection falls due; the one timer, when it fires,
     closes the connection if it is due, sleeps again for the rest of the time if it is not, and
-    does nothing while the timeout is off.  A timeout that moves earlier than the timer moves
-    the timer.
+    does nothing while the timeout is off.  A due time earlier than the timer's (a shorter
+    timeout, or a clock set back) moves the timer.
 
-    The class using it sets C{seconds} (the clock of its C{callLater}) and has
-    C{timeoutConnection}, as with C{TimeoutMixin}.
+    The class using it has C{timeoutConnection} and C{callLater}, as with C{TimeoutMixin}, and
+    is given C{seconds}, the clock of its C{callLater}, when that is not the global reactor.
     """
 
     timeOut: float | None
-    seconds: Callable[[], float]
     callLater: Callable[..., IDelayedCall]
     timeoutConnection: Callable[[], Any]
     #: When the connection times out if nothing happens before; C{None}: it does not.
     _idle_due: float | None = None
     _idle_timer: IDelayedCall | None = None
     _idle_timer_at = 0.0
+
+    def seconds(self) -> float:
+        """The time on the global reactor's clock (an instance may be given another)."""
+        from twisted.internet import reactor
+
+        return float(reactor.seconds())  # type: ignore[attr-defined]
 
     def setTimeout(self, period: float | None) -> float | None:
         """Change the timeout to C{period} seconds from now (C{None}: off); the old period."""
@@ -42,19 +47,26 @@ class IdleTimeout:
         if self._idle_timer is None:
             self._arm(due, period)
         elif due < self._idle_timer_at:
-            self._idle_timer.cancel()
-            self._arm(due, period)
+            self._rearm(due)
         return previous
 
     def resetTimeout(self) -> None:
         """Something happened: the timeout, if on, counts from now again."""
         if self._idle_due is not None and self.timeOut is not None:
-            self._idle_due = self.seconds() + self.timeOut
+            due = self._idle_due = self.seconds() + self.timeOut
+            if due < self._idle_timer_at:  # the clock went back, or timeOut was shortened
+                self._rearm(due)
 
     def _arm(self, due: float, delay: float) -> None:
         """Wake up in C{delay} seconds, at C{due}."""
         self._idle_timer_at = due
         self._idle_timer = self.callLater(delay, self._idle_check)
+
+    def _rearm(self, due: float) -> None:
+        """Wake up at C{due}, earlier than the timer would have."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._arm(due, max(0.0, due - self.seconds()))
 
     def _idle_check(self) -> None:
         """The timer fired: time out if due, sleep again if not, nothing if the timeout is off."""
@@ -70,7 +82,7 @@ class IdleTimeout:
         self.timeoutConnection()
 
     def stop_idle_timer(self) -> None:
-        """The connection is gone: drop the timer now, not when it would have fired."""
+        """The connection is closing or gone: drop the timer now, not when it would fire."""
         self._idle_due = None
         if self._idle_timer is not None:
             self._idle_timer.cancel()

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet import reactor
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+
+from serverapi._idle import IdleTimeout
 
 from .helpers import HeldPool, MemoryServer, request_bytes, status_of
 
@@ -119,3 +122,44 @@ class IdleTimeoutTests(SynchronousTestCase):
         channel.connectionLost(Failure(ConnectionDone()))
         owners = [getattr(call.func, "__self__", None) for call in self.clock.getDelayedCalls()]
         self.assertNotIn(channel, owners)
+
+    def test_a_clock_set_back_moves_the_timer(self) -> None:
+        """After the clock is set back, activity counts from the new time, not the old."""
+        channel, transport = self.server.connect()
+        self.clock.rightNow -= 100
+        channel.dataReceived(b"P")  # part of a request: activity
+        self.clock.advance(TIMEOUT + 0.1)
+        self.assertTrue(transport.disconnecting)
+
+    def test_a_refused_connection_times_out_once(self) -> None:
+        """A connection closed for a bad request is not timed out again by the idle timer."""
+        channel, transport = self.server.connect()
+        calls: list[None] = []
+        time_out = channel.timeoutConnection
+
+        def counting() -> None:
+            calls.append(None)
+            time_out()
+
+        channel.timeoutConnection = counting  # type: ignore[method-assign]
+        channel.dataReceived(b"NOT HTTP AT ALL\r\n\r\n")
+        self.assertEqual(status_of(transport.value()), 400)
+        self.clock.advance(TIMEOUT * 3)
+        self.assertEqual(len(calls), 1)
+
+    def test_a_peer_that_does_not_let_go_is_aborted(self) -> None:
+        """`abortTimeout` seconds after the idle timeout, a connection still open is aborted."""
+        channel, transport = self.server.connect()
+        self.clock.advance(TIMEOUT + 0.1)
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.disconnected)
+        self.clock.advance(channel.abortTimeout)
+        self.assertTrue(transport.disconnected)
+
+
+class DefaultClockTests(SynchronousTestCase):
+    """Without a clock of its own, the idle timeout reads the global reactor's."""
+
+    def test_global_reactor_clock(self) -> None:
+        """C{seconds()} is the global reactor's time."""
+        self.assertLess(abs(IdleTimeout().seconds() - reactor.seconds()), 1.0)
