@@ -29,6 +29,7 @@ class IdleTimeout:
     #: When the connection times out if nothing happens before; C{None}: it does not.
     _idle_due: float | None = None
     _idle_timer: IDelayedCall | None = None
+    #: The timer's own C{getTime()}, kept here because every request compares with it.
     _idle_timer_at = 0.0
 
     def seconds(self) -> float:

@@ -279,34 +279,35 @@ class TLSConnectionTests(SynchronousTestCase):
         self.server.write(b"late answer")
         self.assertEqual((self.channel.data, self.transport.value()), ([], b""))
 
-    def test_failed_encryption(self) -> None:
-        """A write the TLS state cannot encrypt sends nothing and closes the connection; the
-        channel hears the TLS error as the reason."""
+    def fail_encryption(self) -> None:
+        """Complete the handshake, then make every encryption fail."""
         self.handshake()
 
         def refuse(data: bytes) -> int:
             raise ssl.SSLError("cannot encrypt")
 
         self.server._encrypt = refuse
+
+    def assertClosedWithTLSError(self) -> None:
+        """Nothing was sent, the connection closes, and the channel hears the TLS error."""
+        self.assertEqual(self.transport.value(), b"")
+        self.assertTrue(self.transport.disconnecting)
+        self.server.connectionLost(Failure(Exception("closed")))
+        self.assertIsInstance(self.channel.lost.value, ssl.SSLError)
+
+    def test_failed_encryption(self) -> None:
+        """A write the TLS state cannot encrypt sends nothing and closes the connection; the
+        channel hears the TLS error as the reason."""
+        self.fail_encryption()
         self.server.write_now(b"answer")
         self.assertEqual(self.transport.value(), b"")
         self.assertTrue(self.transport.disconnecting)
         self.server.write(b"another")
-        self.assertEqual(self.transport.value(), b"")
-        self.server.connectionLost(Failure(Exception("closed")))
-        self.assertIsInstance(self.channel.lost.value, ssl.SSLError)
+        self.assertClosedWithTLSError()
 
     def test_failed_encryption_of_a_buffered_write(self) -> None:
         """write() (an answer given inline) fails the same way as write_now(): nothing is
         buffered, the connection closes, and the channel hears the TLS error."""
-        self.handshake()
-
-        def refuse(data: bytes) -> int:
-            raise ssl.SSLError("cannot encrypt")
-
-        self.server._encrypt = refuse
+        self.fail_encryption()
         self.server.write(b"answer")
-        self.assertEqual(self.transport.value(), b"")
-        self.assertTrue(self.transport.disconnecting)
-        self.server.connectionLost(Failure(Exception("closed")))
-        self.assertIsInstance(self.channel.lost.value, ssl.SSLError)
+        self.assertClosedWithTLSError()
