@@ -5,14 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import ssl
+import tempfile
+
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from serverapi._idle import IdleTimeout
+from serverapi._tls import TLSFiles
+from serverapi._tls_connection import TLSServerConnection, server_context
 
+from .certificates import Certificates
 from .helpers import HeldPool, MemoryServer, request_bytes, status_of
 
 TIMEOUT = 5.0
@@ -147,6 +155,33 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.clock.advance(TIMEOUT * 3)
         self.assertEqual(len(calls), 1)
 
+    def test_pipelined_requests_hold_the_connection_open(self) -> None:
+        """Two requests sent together: the idle time passes while each is in hand, and the
+        connection closes `timeout` seconds after the second answer, one timer at a time."""
+        self.server = MemoryServer(pool=self.pool, timeout=TIMEOUT, queue_timeout=TIMEOUT * 10)
+        self.token = self.server.login()
+        self.clock = self.server.reactor
+        channel, transport = self.server.connect()
+
+        def timers() -> int:
+            return sum(getattr(call.func, "__self__", None) is channel
+                       for call in self.clock.getDelayedCalls())
+
+        channel.dataReceived(request_bytes(cookie=self.token) * 2)
+        self.clock.advance(TIMEOUT * 2)  # the first request is in hand, the second waits
+        self.assertFalse(transport.disconnecting)
+        self.pool.release()
+        self.assertLessEqual(timers(), 1)
+        self.clock.advance(TIMEOUT * 2)  # the second is in hand now
+        self.assertFalse(transport.disconnecting)
+        self.answer_all()
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 "), 2)
+        self.assertEqual(timers(), 1)
+        self.clock.advance(TIMEOUT - 0.1)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.2)
+        self.assertTrue(transport.disconnecting)
+
     def test_a_peer_that_does_not_let_go_is_aborted(self) -> None:
         """`abortTimeout` seconds after the idle timeout, a connection still open is aborted."""
         channel, transport = self.server.connect()
@@ -155,6 +190,93 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.assertFalse(transport.disconnected)
         self.clock.advance(channel.abortTimeout)
         self.assertTrue(transport.disconnected)
+
+
+class TCPStringTransport(StringTransport):
+    """A StringTransport with the TCP options the HTTP channel sets through the TLS layer."""
+
+    no_delay = False
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        """Record the option."""
+        self.no_delay = enabled
+
+    def getTcpNoDelay(self) -> bool:
+        """The option as set."""
+        return self.no_delay
+
+
+class IdleTimeoutOverTLSTests(SynchronousTestCase):
+    """Behind serverapi's TLS layer the channel keeps its one timer and times out the same."""
+
+    certificates: Certificates | None = None
+
+    def setUp(self) -> None:
+        if IdleTimeoutOverTLSTests.certificates is None:
+            IdleTimeoutOverTLSTests.certificates = Certificates(tempfile.mkdtemp())
+        certs = IdleTimeoutOverTLSTests.certificates
+        self.pool = HeldPool()
+        self.server = MemoryServer(pool=self.pool, timeout=TIMEOUT)
+        self.token = self.server.login()
+        self.clock = self.server.reactor
+        self.channel: Any = self.server.service.site.buildProtocol(
+            IPv4Address("TCP", "10.0.0.7", 50000))
+        self.tls = TLSServerConnection(
+            server_context(TLSFiles(certs.server_cert, certs.server_key)), self.channel)
+        self.transport = TCPStringTransport()
+        self.tls.makeConnection(self.transport)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.client = ssl.create_default_context(cafile=certs.root_cert).wrap_bio(
+            self.incoming, self.outgoing, server_hostname="localhost")
+        for _ in range(10):
+            try:
+                self.client.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.exchange()
+        self.exchange()
+
+    def exchange(self) -> None:
+        """Deliver what each side has sent to the other until neither has more."""
+        for _ in range(10):
+            sent = self.outgoing.read()
+            if sent:
+                self.tls.dataReceived(sent)
+            answer = self.transport.value()
+            self.transport.clear()
+            if answer:
+                self.incoming.write(answer)
+            if not sent and not answer:
+                return
+
+    def ask(self) -> int | None:
+        """One request through TLS, answered; the status the client reads."""
+        self.client.write(request_bytes(cookie=self.token))
+        self.exchange()
+        while self.pool.jobs:
+            self.pool.release()
+        self.exchange()
+        return status_of(self.client.read(65536))
+
+    def test_requests_over_tls_make_no_new_timer(self) -> None:
+        """Twenty requests through the TLS layer are answered and make no timer."""
+        made = count_timers(self.channel)
+        for _ in range(20):
+            self.assertEqual(self.ask(), 200)
+            self.clock.advance(0.01)
+        self.assertEqual(made, [])
+
+    def test_idle_tls_connection_closes_with_close_notify(self) -> None:
+        """`timeout` seconds after the last answer the TLS connection closes, sending
+        close_notify first."""
+        self.clock.advance(3)
+        self.assertEqual(self.ask(), 200)
+        self.clock.advance(TIMEOUT - 0.1)
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(0.2)
+        self.assertTrue(self.transport.disconnecting)
+        self.incoming.write(self.transport.value())
+        self.assertEqual(self.client.read(100), b"")  # the server's close_notify
 
 
 class DefaultClockTests(SynchronousTestCase):
