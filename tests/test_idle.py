@@ -22,6 +22,7 @@ from serverapi._tls_connection import TLSServerConnection, server_context
 
 from .certificates import Certificates
 from .helpers import HeldPool, MemoryServer, request_bytes, status_of
+from .tls_memory import MemoryTLSExchange
 
 TIMEOUT = 5.0
 
@@ -206,7 +207,7 @@ class TCPStringTransport(StringTransport):
         return self.no_delay
 
 
-class IdleTimeoutOverTLSTests(SynchronousTestCase):
+class IdleTimeoutOverTLSTests(MemoryTLSExchange, SynchronousTestCase):
     """Behind serverapi's TLS layer the channel keeps its one timer and times out the same."""
 
     certificates: Certificates | None = None
@@ -216,38 +217,19 @@ class IdleTimeoutOverTLSTests(SynchronousTestCase):
             IdleTimeoutOverTLSTests.certificates = Certificates(tempfile.mkdtemp())
         certs = IdleTimeoutOverTLSTests.certificates
         self.pool = HeldPool()
-        self.server = MemoryServer(pool=self.pool, timeout=TIMEOUT)
-        self.token = self.server.login()
-        self.clock = self.server.reactor
-        self.channel: Any = self.server.service.site.buildProtocol(
+        self.api = MemoryServer(pool=self.pool, timeout=TIMEOUT)
+        self.token = self.api.login()
+        self.clock = self.api.reactor
+        self.channel: Any = self.api.service.site.buildProtocol(
             IPv4Address("TCP", "10.0.0.7", 50000))
-        self.tls = TLSServerConnection(
+        self.server = TLSServerConnection(
             server_context(TLSFiles(certs.server_cert, certs.server_key)), self.channel)
         self.transport = TCPStringTransport()
-        self.tls.makeConnection(self.transport)
+        self.server.makeConnection(self.transport)
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.client = ssl.create_default_context(cafile=certs.root_cert).wrap_bio(
             self.incoming, self.outgoing, server_hostname="localhost")
-        for _ in range(10):
-            try:
-                self.client.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                self.exchange()
-        self.exchange()
-
-    def exchange(self) -> None:
-        """Deliver what each side has sent to the other until neither has more."""
-        for _ in range(10):
-            sent = self.outgoing.read()
-            if sent:
-                self.tls.dataReceived(sent)
-            answer = self.transport.value()
-            self.transport.clear()
-            if answer:
-                self.incoming.write(answer)
-            if not sent and not answer:
-                return
+        self.handshake()
 
     def ask(self) -> int | None:
         """One request through TLS, answered; the status the client reads."""

@@ -19,6 +19,7 @@ from serverapi._tls import TLSFiles
 from serverapi._tls_connection import TLSServerConnection, server_context
 
 from .certificates import Certificates
+from .tls_memory import MemoryTLSExchange
 
 CERTS = Certificates(tempfile.mkdtemp())
 
@@ -53,7 +54,7 @@ class Producer:
         pass
 
 
-class TLSConnectionTests(SynchronousTestCase):
+class TLSConnectionTests(MemoryTLSExchange, SynchronousTestCase):
     """A TLSServerConnection on a StringTransport, talking to a client SSLObject."""
 
     def setUp(self) -> None:
@@ -66,29 +67,6 @@ class TLSConnectionTests(SynchronousTestCase):
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.client = client_context.wrap_bio(self.incoming, self.outgoing,
                                               server_hostname="localhost")
-
-    def exchange(self) -> None:
-        """Deliver what each side has sent to the other until neither has more."""
-        for _ in range(10):
-            sent = self.outgoing.read()
-            if sent:
-                self.server.dataReceived(sent)
-            answer = self.transport.value()
-            self.transport.clear()
-            if answer:
-                self.incoming.write(answer)
-            if not sent and not answer:
-                return
-
-    def handshake(self) -> None:
-        """Complete the handshake."""
-        for _ in range(10):
-            try:
-                self.client.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                self.exchange()
-        self.exchange()
 
     def test_data_both_ways(self) -> None:
         """After the handshake, requests are decrypted for the channel and its writes come back
