@@ -39,12 +39,31 @@ def count_timers(channel: Any) -> list[float]:
     return made
 
 
+def channel_timers(clock: Any, channel: Any) -> int:
+    """How many of C{clock}'s pending calls belong to C{channel}."""
+    return sum(getattr(call.func, "__self__", None) is channel
+               for call in clock.getDelayedCalls())
+
+
+def assert_closes_in(case: SynchronousTestCase, clock: Any, transport: StringTransport,
+                     seconds: float) -> None:
+    """C{transport} is still open just before C{seconds} from now and closing just after."""
+    clock.advance(seconds - 0.1)
+    case.assertFalse(transport.disconnecting)
+    clock.advance(0.2)
+    case.assertTrue(transport.disconnecting)
+
+
 class IdleTimeoutTests(SynchronousTestCase):
     """C{timeout} seconds of silence close a connection, and keep-alive requests cost no timer."""
 
     def setUp(self) -> None:
+        self.serve()
+
+    def serve(self, **options: Any) -> None:
+        """A server with C{timeout=TIMEOUT}, C{options} and a held pool; logged in to."""
         self.pool = HeldPool()
-        self.server = MemoryServer(pool=self.pool, timeout=TIMEOUT)
+        self.server = MemoryServer(pool=self.pool, timeout=TIMEOUT, **options)
         self.token = self.server.login()
         self.clock = self.server.reactor
 
@@ -71,10 +90,7 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.clock.advance(4)
         channel.dataReceived(request_bytes(cookie=self.token))
         self.answer_all()
-        self.clock.advance(TIMEOUT - 0.1)  # past the first timer's time
-        self.assertFalse(transport.disconnecting)
-        self.clock.advance(0.2)
-        self.assertTrue(transport.disconnecting)
+        assert_closes_in(self, self.clock, transport, TIMEOUT)  # past the first timer's time
 
     def test_no_idle_timeout_while_a_callback_runs(self) -> None:
         """A request whose callback runs past the idle time is answered, and the connection
@@ -86,10 +102,7 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.assertFalse(transport.disconnecting)
         self.answer_all()
         self.assertEqual(status_of(transport.value()), 200)
-        self.clock.advance(TIMEOUT - 0.1)
-        self.assertFalse(transport.disconnecting)
-        self.clock.advance(0.2)
-        self.assertTrue(transport.disconnecting)
+        assert_closes_in(self, self.clock, transport, TIMEOUT)
 
     def test_bytes_arriving_push_the_timeout_back(self) -> None:
         """Part of a request arriving counts as activity."""
@@ -117,10 +130,7 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.clock.advance(60)
         self.assertFalse(transport.disconnecting)
         channel.setTimeout(2.0)
-        self.clock.advance(1.9)
-        self.assertFalse(transport.disconnecting)
-        self.clock.advance(0.2)
-        self.assertTrue(transport.disconnecting)
+        assert_closes_in(self, self.clock, transport, 2.0)
 
     def test_a_closed_connection_leaves_no_timer(self) -> None:
         """Once the connection is gone, the reactor holds no timer for it."""
@@ -128,8 +138,7 @@ class IdleTimeoutTests(SynchronousTestCase):
         channel.dataReceived(request_bytes(cookie=self.token))
         self.answer_all()
         channel.connectionLost(Failure(ConnectionDone()))
-        owners = [getattr(call.func, "__self__", None) for call in self.clock.getDelayedCalls()]
-        self.assertNotIn(channel, owners)
+        self.assertEqual(channel_timers(self.clock, channel), 0)
 
     def test_a_clock_set_back_moves_the_timer(self) -> None:
         """After the clock is set back, activity counts from the new time, not the old."""
@@ -158,29 +167,19 @@ class IdleTimeoutTests(SynchronousTestCase):
     def test_pipelined_requests_hold_the_connection_open(self) -> None:
         """Two requests sent together: the idle time passes while each is in hand, and the
         connection closes `timeout` seconds after the second answer, one timer at a time."""
-        self.server = MemoryServer(pool=self.pool, timeout=TIMEOUT, queue_timeout=TIMEOUT * 10)
-        self.token = self.server.login()
-        self.clock = self.server.reactor
+        self.serve(queue_timeout=TIMEOUT * 10)  # the second request may wait that long
         channel, transport = self.server.connect()
-
-        def timers() -> int:
-            return sum(getattr(call.func, "__self__", None) is channel
-                       for call in self.clock.getDelayedCalls())
-
         channel.dataReceived(request_bytes(cookie=self.token) * 2)
         self.clock.advance(TIMEOUT * 2)  # the first request is in hand, the second waits
         self.assertFalse(transport.disconnecting)
         self.pool.release()
-        self.assertLessEqual(timers(), 1)
+        self.assertLessEqual(channel_timers(self.clock, channel), 1)
         self.clock.advance(TIMEOUT * 2)  # the second is in hand now
         self.assertFalse(transport.disconnecting)
         self.answer_all()
         self.assertEqual(transport.value().count(b"HTTP/1.1 200 "), 2)
-        self.assertEqual(timers(), 1)
-        self.clock.advance(TIMEOUT - 0.1)
-        self.assertFalse(transport.disconnecting)
-        self.clock.advance(0.2)
-        self.assertTrue(transport.disconnecting)
+        self.assertEqual(channel_timers(self.clock, channel), 1)
+        assert_closes_in(self, self.clock, transport, TIMEOUT)
 
     def test_a_peer_that_does_not_let_go_is_aborted(self) -> None:
         """`abortTimeout` seconds after the idle timeout, a connection still open is aborted."""
@@ -252,10 +251,7 @@ class IdleTimeoutOverTLSTests(MemoryTLSExchange, SynchronousTestCase):
         close_notify first."""
         self.clock.advance(3)
         self.assertEqual(self.ask(), 200)
-        self.clock.advance(TIMEOUT - 0.1)
-        self.assertFalse(self.transport.disconnecting)
-        self.clock.advance(0.2)
-        self.assertTrue(self.transport.disconnecting)
+        assert_closes_in(self, self.clock, self.transport, TIMEOUT)
         self.incoming.write(self.transport.value())
         self.assertEqual(self.client.read(100), b"")  # the server's close_notify
 
