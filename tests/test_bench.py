@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import shutil
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import ModuleType
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
-
-
-def load_bench() -> ModuleType:
-    """bench/run.py as a module (the benchmark is not part of the installed package)."""
-    spec = importlib.util.spec_from_file_location("serverapi_bench_run",
-                                                  os.path.join(BENCH, "run.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
+from .bench_modules import load_bench
 
 run = load_bench()
 
