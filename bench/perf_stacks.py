@@ -14,11 +14,12 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-#: What a leaf frame's library makes the sample's time, for the split by kind of code.
+#: What a leaf frame's library makes the sample's time, for the split by kind of code (the
+#: interpreter: libpython, the python binary and the C modules, *.cpython-*.so).
 KINDS = (("OpenSSL", ("libssl", "libcrypto")),
          ("kernel", ("[kernel",)),
          ("C library", ("libc.", "libc-", "ld-linux", "libm.")),
-         ("interpreter", ("libpython", "python", ".cpython-")))
+         ("interpreter", ("python",)))
 
 #: The C functions whose release or retaking of the interpreter lock names a futex call.
 RELEASED_BY = {
@@ -69,7 +70,8 @@ def parse(text: str) -> list[Sample]:
             continue
         head = lines[0].split()
         if len(head) < 2 or not (head[0].isdigit() and head[1].isdigit()):
-            raise ValueError(f"not a sample of 'perf script -F tid,period,ip,sym,dso': {lines[0]!r}")
+            raise ValueError("not a sample of 'perf script -F tid,period,ip,sym,dso': "
+                             f"{lines[0]!r}")
         samples.append(Sample(int(head[0]), int(head[1]), _frames(lines[1:])))
     return samples
 
@@ -94,9 +96,8 @@ def _frames(lines: list[str]) -> tuple[Frame, ...]:
 
 def kind(frame: Frame) -> str:
     """Which kind of code a frame is (OpenSSL, kernel, C library, interpreter or other)."""
-    for name, prefixes in KINDS:
-        if any(frame.library.startswith(prefix) or prefix in frame.library
-               for prefix in prefixes):
+    for name, parts in KINDS:
+        if any(part in frame.library for part in parts):
             return name
     return "other"
 
@@ -110,12 +111,15 @@ def futex_cause(sample: Sample) -> str | None:
     symbols = [frame.symbol for frame in sample.frames]
     if not any(symbol.startswith("__x64_sys_futex") for symbol in symbols):
         return None
-    action = "wake" if any("futex_wake" in s or "lll_lock_wake" in s for s in symbols) else "wait"
-    what = ("lock waiter" if action == "wake" else "for the lock") \
-        if any(s in ("drop_gil", "take_gil") for s in symbols) else \
-        ("worker" if action == "wake" else "for work")
-    where = next((RELEASED_BY[s] for s in symbols if s in RELEASED_BY), "elsewhere")
-    return f"{action} {what} at {where}"
+    wakes = any("futex_wake" in symbol or "lll_lock_wake" in symbol for symbol in symbols)
+    interpreter_lock = any(symbol in ("drop_gil", "take_gil") for symbol in symbols)
+    if interpreter_lock:
+        what = "wake lock waiter" if wakes else "wait for the lock"
+    else:  # the pool's queue: a job put for a worker, or a worker waiting for one
+        what = "wake worker" if wakes else "wait for work"
+    where = next((RELEASED_BY[symbol] for symbol in symbols if symbol in RELEASED_BY),
+                 "elsewhere")
+    return f"{what} at {where}"
 
 
 def summarise(samples: Iterable[Sample], answers: int) -> Profile:
@@ -131,8 +135,9 @@ def summarise(samples: Iterable[Sample], answers: int) -> Profile:
         return profile
     reactor = per_thread.most_common(1)[0][0]
     scale = 1 / 1000 / answers
-    kinds = collections.Counter[str]()
-    futex = {True: collections.Counter[str](), False: collections.Counter[str]()}
+    kinds: dict[str, float] = collections.defaultdict(float)
+    futex: dict[bool, dict[str, float]] = {True: collections.defaultdict(float),
+                                           False: collections.defaultdict(float)}
     for sample in samples:
         time = sample.nanoseconds * scale
         on_reactor = sample.tid == reactor
@@ -146,9 +151,9 @@ def summarise(samples: Iterable[Sample], answers: int) -> Profile:
         cause = futex_cause(sample)
         if cause is not None:
             futex[on_reactor][cause] += time
-    profile.reactor_kinds = dict(kinds.most_common())
-    profile.reactor_futex = dict(futex[True].most_common())
-    profile.others_futex = dict(futex[False].most_common())
+    profile.reactor_kinds = _largest_first(kinds)
+    profile.reactor_futex = _largest_first(futex[True])
+    profile.others_futex = _largest_first(futex[False])
     return profile
 
 
@@ -163,8 +168,8 @@ def median(profiles: list[Profile]) -> Profile:
     def merged(name: str) -> dict[str, float]:
         tables: list[dict[str, float]] = [getattr(p, name) for p in profiles]
         keys = dict.fromkeys(key for table in tables for key in table)
-        figures = {key: of([table.get(key, 0.0) for table in tables]) for key in keys}
-        return dict(sorted(figures.items(), key=lambda item: -item[1]))
+        return _largest_first({key: of([table.get(key, 0.0) for table in tables])
+                               for key in keys})
 
     return Profile(answers=sum(p.answers for p in profiles),
                    reactor=of([p.reactor for p in profiles]),
@@ -173,3 +178,8 @@ def median(profiles: list[Profile]) -> Profile:
                    reactor_in_openssl=of([p.reactor_in_openssl for p in profiles]),
                    reactor_futex=merged("reactor_futex"),
                    others_futex=merged("others_futex"))
+
+
+def _largest_first(figures: dict[str, float]) -> dict[str, float]:
+    """C{figures} ordered from the largest value down."""
+    return dict(sorted(figures.items(), key=lambda item: -item[1]))

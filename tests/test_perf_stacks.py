@@ -9,6 +9,8 @@ from .bench_modules import load_bench
 stacks = load_bench("perf_stacks.py")
 
 PYTHON = "/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0"
+MODULES = "/root/.pyenv/versions/3.11.7/lib/python3.11/lib-dynload"
+LIBRARIES = "/usr/lib/x86_64-linux-gnu"
 
 # Four samples as `perf script -F tid,period,ip,sym,dso` prints them: three on the reactor
 # (tid 100), one on a worker (tid 101).
@@ -23,26 +25,26 @@ PERF_SCRIPT = f"""\
 \t ffffffff8a1c0000 __x64_sys_futex+0x112 ([kernel.kallsyms])
 \t ffffffff8a200000 do_syscall_64+0x5d ([kernel.kallsyms])
 \t ffffffff8a400000 entry_SYSCALL_64_after_hwframe+0x6e ([kernel.kallsyms])
-\t          91f10 ___pthread_cond_signal+0x60 (/usr/lib/x86_64-linux-gnu/libc.so.6)
+\t          91f10 ___pthread_cond_signal+0x60 ({LIBRARIES}/libc.so.6)
 \t          2f1a0 drop_gil (inlined)
 \t          2f1a0 PyEval_SaveThread+0x40 ({PYTHON})
-\t           7a10 sock_call_ex+0x90 (/root/.pyenv/versions/3.11.7/lib/python3.11/lib-dynload/_socket.cpython-311-x86_64-linux-gnu.so)
-\t           7c20 sock_recv+0x70 (/root/.pyenv/versions/3.11.7/lib/python3.11/lib-dynload/_socket.cpython-311-x86_64-linux-gnu.so)
+\t           7a10 sock_call_ex+0x90 ({MODULES}/_socket.cpython-311-x86_64-linux-gnu.so)
+\t           7c20 sock_recv+0x70 ({MODULES}/_socket.cpython-311-x86_64-linux-gnu.so)
 
 100      500000 
 \t          1d2e3 aes_gcm_cipher (inlined)
-\t          1d2e3 EVP_DecryptUpdate+0x53 (/usr/lib/x86_64-linux-gnu/libcrypto.so.3)
-\t          4a5b6 SSL_read_ex+0x36 (/usr/lib/x86_64-linux-gnu/libssl.so.3)
-\t           9c8d _ssl__SSLSocket_read_impl+0x1bd (/root/.pyenv/versions/3.11.7/lib/python3.11/lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so)
+\t          1d2e3 EVP_DecryptUpdate+0x53 ({LIBRARIES}/libcrypto.so.3)
+\t          4a5b6 SSL_read_ex+0x36 ({LIBRARIES}/libssl.so.3)
+\t           9c8d _ssl__SSLSocket_read_impl+0x1bd ({MODULES}/_ssl.cpython-311-x86_64-linux-gnu.so)
 
 101      250000 
 \t ffffffff8a1d0000 __x64_sys_futex+0x112 ([kernel.kallsyms])
 \t ffffffff8a400000 entry_SYSCALL_64_after_hwframe+0x6e ([kernel.kallsyms])
-\t          8e2a0 __futex_abstimed_wait_common64+0x12 (/usr/lib/x86_64-linux-gnu/libc.so.6)
-\t          91000 ___pthread_cond_timedwait64+0x80 (/usr/lib/x86_64-linux-gnu/libc.so.6)
+\t          8e2a0 __futex_abstimed_wait_common64+0x12 ({LIBRARIES}/libc.so.6)
+\t          91000 ___pthread_cond_timedwait64+0x80 ({LIBRARIES}/libc.so.6)
 \t          2e000 take_gil (inlined)
 \t          2e000 PyEval_RestoreThread+0x30 ({PYTHON})
-\t           3b00 _queue_SimpleQueue_get_impl+0x120 (/root/.pyenv/versions/3.11.7/lib/python3.11/lib-dynload/_queue.cpython-311-x86_64-linux-gnu.so)
+\t 3b00 _queue_SimpleQueue_get_impl+0x120 ({MODULES}/_queue.cpython-311-x86_64-linux-gnu.so)
 """
 
 
