@@ -105,20 +105,22 @@ def kind(frame: Frame) -> str:
 def futex_cause(sample: Sample) -> str | None:
     """What made the C{futex} call a sample is in, or C{None} if it is in none.
 
-    For example "wake a lock waiter at recv": the reactor released the interpreter lock around
-    C{recv} and woke a thread waiting for it.
+    For example "wake lock waiter at recv": the reactor released the interpreter lock around
+    C{recv} and woke a thread waiting for it.  A call not about the interpreter lock is about
+    the pool's queue ("wake worker", "wait for work") when C{SimpleQueue} made it, and about
+    another lock otherwise ("wake lock waiter"/"wait for the lock" at "elsewhere" both ways).
     """
     symbols = [frame.symbol for frame in sample.frames]
     if not any(symbol.startswith("__x64_sys_futex") for symbol in symbols):
         return None
     wakes = any("futex_wake" in symbol or "lll_lock_wake" in symbol for symbol in symbols)
     interpreter_lock = any(symbol in ("drop_gil", "take_gil") for symbol in symbols)
-    if interpreter_lock:
-        what = "wake lock waiter" if wakes else "wait for the lock"
-    else:  # the pool's queue: a job put for a worker, or a worker waiting for one
-        what = "wake worker" if wakes else "wait for work"
     where = next((RELEASED_BY[symbol] for symbol in symbols if symbol in RELEASED_BY),
                  "elsewhere")
+    if not interpreter_lock and where.startswith("queue"):  # a job put, or a worker idle
+        what = "wake worker" if wakes else "wait for work"
+    else:
+        what = "wake lock waiter" if wakes else "wait for the lock"
     return f"{what} at {where}"
 
 
@@ -162,8 +164,7 @@ def median(profiles: list[Profile]) -> Profile:
     if not profiles:
         raise ValueError("no profiles")
 
-    def of(values: list[float]) -> float:
-        return statistics.median(values)
+    of = statistics.median
 
     def merged(name: str) -> dict[str, float]:
         tables: list[dict[str, float]] = [getattr(p, name) for p in profiles]

@@ -42,6 +42,7 @@ def profile(name: str, tls_files: list[str], options: list[str], folder: str,
     process, port = start(name, ["serverapi_server.py"],
                           [*options, *(["--tls", *tls_files] if tls_files else [])])
     data = os.path.join(folder, f"{name}.data")
+    recorder = None
     try:
         token = login(port, tls_files[0] if tls_files else None)
         recorder = subprocess.Popen(
@@ -53,6 +54,9 @@ def profile(name: str, tls_files: list[str], options: list[str], folder: str,
         if recorder.wait() != 0:
             raise RuntimeError(f"perf record failed for {name} (run as root?)")
     finally:
+        if recorder is not None and recorder.poll() is None:  # wrk failed: stop perf too
+            recorder.kill()
+            recorder.wait()
         process.kill()
         process.wait()
     text = subprocess.run(["perf", "script", "-i", data, "-F", "tid,period,ip,sym,dso"],
