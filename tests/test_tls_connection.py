@@ -8,7 +8,6 @@ import warnings
 from typing import Any
 
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
-from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -19,23 +18,9 @@ from serverapi._tls import TLSFiles
 from serverapi._tls_connection import TLSServerConnection, server_context
 
 from .certificates import Certificates
-from .tls_memory import MemoryTLSExchange
+from .tls_memory import MemoryTLSExchange, Recorder
 
 CERTS = Certificates(tempfile.mkdtemp())
-
-
-class Recorder(Protocol):
-    """The channel's place: records what reaches it."""
-
-    def __init__(self) -> None:
-        self.data: list[bytes] = []
-        self.lost: Failure | None = None
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data.append(data)
-
-    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        self.lost = reason
 
 
 @implementer(IPushProducer)

@@ -5,7 +5,23 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+
+class Recorder(Protocol):
+    """The channel's place above a TLS layer: records what reaches it."""
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.lost: Failure | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.lost = reason
 
 
 class MemoryTLSExchange:
