@@ -17,7 +17,7 @@ from serverapi._tls import TLSFiles
 from serverapi._tls_connection import TLSServerConnection, server_context
 
 from .certificates import Certificates
-from .tls_memory import Recorder
+from .tls_memory import MemoryTLSExchange, Recorder
 
 CERTS = Certificates(tempfile.mkdtemp())
 SERVER_CONTEXT = server_context(TLSFiles(CERTS.server_cert, CERTS.server_key))
@@ -39,7 +39,7 @@ def pieces(data: bytes, sizes: list[int]) -> Iterator[bytes]:
         start += size
 
 
-class ChunkedTLSConnection:
+class ChunkedTLSConnection(MemoryTLSExchange):
     """A server-side TLS layer on a StringTransport and a client SSLObject; the client's bytes
     reach the server cut into pieces, the server's reach the client whole."""
 
@@ -53,27 +53,10 @@ class ChunkedTLSConnection:
         self.client = CLIENT_CONTEXT.wrap_bio(self.incoming, self.outgoing,
                                               server_hostname="localhost")
 
-    def send_client_bytes(self) -> None:
-        """Hand the server what the client has written, piece by piece."""
-        for piece in pieces(self.outgoing.read(), self.sizes):
+    def deliver(self, data: bytes) -> None:
+        """Hand the server the client's bytes piece by piece."""
+        for piece in pieces(data, self.sizes):
             self.server.dataReceived(piece)
-
-    def receive_server_bytes(self) -> None:
-        """Hand the client what the server has written."""
-        self.incoming.write(self.transport.value())
-        self.transport.clear()
-
-    def handshake(self) -> None:
-        """Complete the handshake, the client's messages arriving in pieces."""
-        for _ in range(10):
-            try:
-                self.client.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                self.send_client_bytes()
-                self.receive_server_bytes()
-        self.send_client_bytes()
-        self.receive_server_bytes()
 
     def client_reads(self) -> bytes:
         """Everything the client can decrypt now."""
@@ -101,16 +84,16 @@ class ChunkingTests(SynchronousTestCase):
         connection.handshake()
         for message in messages:
             connection.client.write(message)
-        connection.send_client_bytes()
+        connection.exchange()
         self.assertEqual(b"".join(connection.channel.data), b"".join(messages))
         self.assertFalse(connection.transport.disconnecting)
         connection.server.write_now(b"answer")
-        connection.receive_server_bytes()
+        connection.exchange()
         self.assertEqual(connection.client_reads(), b"answer")
         try:
             connection.client.unwrap()
         except ssl.SSLWantReadError:  # it waits for the server's close_notify
             pass
-        connection.send_client_bytes()
+        connection.exchange()
         self.assertTrue(connection.transport.disconnecting)
         self.assertIsNone(connection.channel.lost)
