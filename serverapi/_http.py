@@ -18,8 +18,8 @@ from twisted.web import http, server
 
 from ._deadlines import Deadlines
 from ._idle import IdleTimeout
-from ._internals import (client_gone, handling_request, request_line, request_version,
-                         waiting_for_transport)
+from ._internals import (arm_cut_off, client_gone, handling_request, holds_unparsed_bytes,
+                         request_line, request_version, waiting_for_transport)
 from ._logging import SafeLogger
 from ._proxies import ForwardedClient, ProxyPolicy
 from ._responses import close_after_response, raw_error, send_error, sender
@@ -168,7 +168,8 @@ class APIChannel(IdleTimeout, http.HTTPChannel):
         """Start the request deadline on a request's first byte; drop input once refused."""
         if self.refused:
             return
-        if not self._receiving and not handling_request(self):
+        if not self._receiving and not handling_request(self) and (
+                data or holds_unparsed_bytes(self)):
             self._receiving = True
             self.site.deadlines.add(self)
         self.reading = True
@@ -260,6 +261,14 @@ class APIChannel(IdleTimeout, http.HTTPChannel):
         self.stop_idle_timer()
         self.persistent = False
         super().timeoutConnection()
+
+    def loseConnection(self) -> None:
+        """Close once the answers are sent (after a C{Connection: close} answer, a refusal, a
+        time-out).  A client that never reads them is cut off C{timeout} plus C{abortTimeout}
+        seconds later, as an idle keep-alive connection holding unread answers would be."""
+        if self.abortTimeout is not None:
+            arm_cut_off(self, (self.site.timeOut or 0) + self.abortTimeout)
+        super().loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel_deadline()

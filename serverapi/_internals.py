@@ -44,6 +44,20 @@ def handling_request(channel: Any) -> bool:
     return bool(channel._handlingRequest)
 
 
+def holds_unparsed_bytes(channel: Any) -> bool:
+    """Whether the channel holds bytes that arrived and are not parsed yet (pipelined ones it
+    stopped parsing: C{LineReceiver._buffer})."""
+    return bool(channel._buffer)
+
+
+def arm_cut_off(channel: Any, delay: float) -> None:
+    """Abort the channel's connection in C{delay} seconds unless it closes first, by the timer
+    C{HTTPChannel.timeoutConnection} arms (C{_abortingCall}, which C{connectionLost} cancels);
+    nothing if that timer is already armed."""
+    if channel._abortingCall is None:
+        channel._abortingCall = channel.callLater(delay, channel.forceAbortClient)
+
+
 def waiting_for_transport(channel: Any) -> bool:
     """Whether the channel's transport asked it to pause: the client is not reading."""
     return bool(channel._waitingForTransport)
@@ -86,7 +100,8 @@ def send_now(transport: Any, data: bytes) -> None:
 def _missing() -> list[str]:
     """The names above that this Twisted lacks."""
     channel = HTTPChannel()
-    missing = [f"HTTPChannel.{name}" for name in ("_handlingRequest", "_waitingForTransport")
+    missing = [f"HTTPChannel.{name}" for name in ("_handlingRequest", "_waitingForTransport",
+                                                  "_buffer", "_abortingCall")
                if not hasattr(channel, name)]
     missing += [f"HTTPChannel.{name}" for name in OVERRIDDEN_CHANNEL_METHODS
                 if not callable(getattr(HTTPChannel, name, None))]

@@ -144,6 +144,55 @@ class MemoryClient:
         return self._client.request(method, url, **kwargs)
 
 
+class TCPStringTransport(StringTransport):
+    """A StringTransport with the TCP options the HTTP channel sets through the TLS layer."""
+
+    no_delay = False
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        """Record the option."""
+        self.no_delay = enabled
+
+    def getTcpNoDelay(self) -> bool:
+        """The option as set."""
+        return self.no_delay
+
+
+#: Where L{SlowReaderTransport}'s send buffer counts as full.
+HIGH_WATER = 256 * 1024
+
+
+class SlowReaderTransport(TCPStringTransport):
+    """A transport whose send buffer fills like a socket's when the peer stops reading.
+
+    Past the high-water mark it pauses its producer and sets C{producerPaused}, as Twisted's
+    TCP transport does; L{drain} empties it and resumes the producer.
+    """
+
+    producerPaused = False
+
+    def __init__(self, high_water: int = HIGH_WATER, **options: Any) -> None:
+        super().__init__(**options)
+        self.high_water = high_water
+
+    def write(self, data: bytes) -> None:
+        """Buffer C{data}; past the high-water mark, tell the producer to pause."""
+        super().write(data)
+        if (len(self.value()) > self.high_water and self.producer is not None
+                and not self.producerPaused):
+            self.producerPaused = True
+            self.producer.pauseProducing()
+
+    def drain(self) -> bytes:
+        """The peer reads everything buffered; the producer may go on."""
+        data = self.value()
+        self.clear()
+        if self.producerPaused:
+            self.producerPaused = False
+            self.producer.resumeProducing()
+        return data
+
+
 class MemoryServer:
     """A server on a memory reactor with a controllable pool, driven by StubTreq or raw bytes."""
 

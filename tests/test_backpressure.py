@@ -4,35 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import MemoryServer, request_bytes
+from .helpers import HIGH_WATER, MemoryServer, SlowReaderTransport, request_bytes
 
-HIGH_WATER = 256 * 1024
 BIG = "x" * (128 * 1024)
-
-
-class SlowReaderTransport(StringTransport):
-    """A transport whose send buffer fills like a socket's when the peer stops reading."""
-
-    def write(self, data: bytes) -> None:
-        """Buffer C{data}; past the high-water mark, tell the producer to pause."""
-        super().write(data)
-        if len(self.value()) > HIGH_WATER and self.producer is not None and not self.full:
-            self.full = True
-            self.producer.pauseProducing()
-
-    full = False
-
-    def drain(self) -> bytes:
-        """The peer reads everything buffered; the producer may go on."""
-        data = self.value()
-        self.clear()
-        if self.full:
-            self.full = False
-            self.producer.resumeProducing()
-        return data
 
 
 class PipelineTests(SynchronousTestCase):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import HeldPool, MemoryServer, request_bytes, status_of
+from .helpers import HeldPool, MemoryServer, SlowReaderTransport, request_bytes, status_of
 
 CAP = 2 * 4096  # max_recv_calls_per_request=2
 
@@ -206,6 +208,42 @@ class DeadlineTests(ServedMixin, SynchronousTestCase):
         self.assertEqual(status_of(transport.value()), 408)
         self.assertEqual(self.calls, [])
         self.assertNextClientServed()
+
+    def test_deadline_counts_from_the_first_byte_after_a_pause(self) -> None:
+        """A client that read its answers late (the channel stopped reading meanwhile) gets
+        the whole 3 x timeout for its next request from that request's first byte."""
+        transport = SlowReaderTransport(high_water=64)
+        channel, _ = self.server.connect(transport=transport)
+        channel.dataReceived(request_bytes(cookie=self.token))
+        self.assertTrue(channel.paused)  # the answer filled the send buffer
+        transport.drain()  # the client reads it: reading resumes, nothing has arrived
+        self.server.reactor.advance(4.5)
+        raw = request_bytes(cookie=self.token)
+        for index in range(14):
+            channel.dataReceived(raw[index:index + 1])
+            self.server.reactor.advance(1)
+        self.assertFalse(transport.disconnecting)
+        channel.dataReceived(raw[14:15])
+        self.server.reactor.advance(1)
+        self.assertEqual(status_of(transport.value()), 408)
+
+    def test_closing_connection_cut_off_when_its_answer_is_not_read(self) -> None:
+        """After an answer that closes the connection, a client that never reads it is cut off
+        timeout + abortTimeout seconds later, as an idle keep-alive one would be."""
+        channel, transport = self.server.connect()
+        channel.dataReceived(request_bytes(cookie=self.token, extra=b"Connection: close\r\n"))
+        self.assertEqual(status_of(transport.value()), 200)
+        self.assertTrue(transport.disconnecting)
+        self.server.reactor.advance(5 + channel.abortTimeout - 0.1)
+        self.assertFalse(transport.disconnected)
+        self.server.reactor.advance(0.2)
+        self.assertTrue(transport.disconnected)
+        # A client that reads its answer lets the connection close: the cut-off is cancelled.
+        channel, transport = self.server.connect()
+        channel.dataReceived(request_bytes(cookie=self.token, extra=b"Connection: close\r\n"))
+        channel.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual([call for call in self.server.reactor.getDelayedCalls()
+                          if call.func == channel.forceAbortClient], [])
 
     def test_deadline_resets_per_request(self) -> None:
         """Each request on a keep-alive connection gets its own deadline."""

@@ -20,7 +20,7 @@ from serverapi._tls import TLSFiles
 from serverapi._tls_connection import TLSServerConnection, server_context
 
 from .certificates import Certificates
-from .helpers import HeldPool, MemoryServer, request_bytes, status_of
+from .helpers import HeldPool, MemoryServer, TCPStringTransport, request_bytes, status_of
 from .tls_memory import MemoryTLSExchange
 
 TIMEOUT = 5.0
@@ -189,20 +189,6 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.assertFalse(transport.disconnected)
         self.clock.advance(channel.abortTimeout)
         self.assertTrue(transport.disconnected)
-
-
-class TCPStringTransport(StringTransport):
-    """A StringTransport with the TCP options the HTTP channel sets through the TLS layer."""
-
-    no_delay = False
-
-    def setTcpNoDelay(self, enabled: bool) -> None:
-        """Record the option."""
-        self.no_delay = enabled
-
-    def getTcpNoDelay(self) -> bool:
-        """The option as set."""
-        return self.no_delay
 
 
 class IdleTimeoutOverTLSTests(MemoryTLSExchange, SynchronousTestCase):
