@@ -135,10 +135,12 @@ class Dispatcher:
         """C{run_timeout} has passed since C{job} was submitted.
 
         The deadline counts from the start of the run, which the reactor learns only now: a
-        job that started late gets the rest of its time on a timer of its own.
+        job that started late gets the rest of its time on a timer of its own.  A job still
+        waiting for a worker (the queue allows more than the run) is looked at again one
+        C{run_timeout} later: only its queue deadline refuses it.
         """
-        if self.waiting.discard(job):  # it never started (the queue allows more than the run)
-            job.overloaded()
+        if job in self.waiting:
+            self.deadlines.add(job)
             return
         started = job.started_at
         now = self._clock.seconds()

@@ -65,3 +65,36 @@ class DeadlinesTests(SynchronousTestCase):
         self.deadlines.clear()
         self.clock.advance(20)
         self.assertEqual((self.expired, self.clock.getDelayedCalls()), ([], []))
+
+    def test_add_while_expiring(self) -> None:
+        """A key added by an expiry (a refused request lets the next one in) gets its own
+        deadline and still one timer, however often that happens; clear leaves none."""
+
+        def expire_and_add(key: str) -> None:
+            self.expired.append(key)
+            self.deadlines.add(key + "+")
+
+        self.deadlines = Deadlines(self.clock, 10, expire_and_add)
+        self.add("a")
+        for _ in range(5):
+            self.clock.advance(10)
+            self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.assertEqual(self.expired, ["a", "a+", "a++", "a+++", "a++++"])
+        self.deadlines.clear()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_expiry_that_raises(self) -> None:
+        """An expiry that raises still leaves the timer set for the keys after it."""
+
+        def fail_on_a(key: str) -> None:
+            self.expired.append(key)
+            if key == "a":
+                raise RuntimeError("expiry failed")
+
+        self.deadlines = Deadlines(self.clock, 10, fail_on_a)
+        self.add("a")
+        self.clock.advance(1)
+        self.add("b")
+        self.assertRaises(RuntimeError, self.clock.advance, 9)
+        self.clock.advance(1)
+        self.assertEqual(self.expired, ["a", "b"])

@@ -123,13 +123,29 @@ class DispatcherTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_longer_queue_than_run(self) -> None:
-        """With a queue deadline longer than the run deadline, a job never started is
-        answered as overloaded at the run deadline."""
-        dispatcher = Dispatcher(self.pool, self.clock, queue_timeout=10, run_timeout=5)
-        dispatcher.run(RecordingJob(self.events, 1))
-        self.clock.advance(5)
-        self.assertEqual(self.events, ["overloaded"])
-        self.assertFalse(self.pool.jobs.pop().start())
+        """With a queue deadline longer than the run deadline, a job waits for a worker up to
+        the queue deadline (not the run deadline), then gets its whole run time; one that no
+        worker takes is answered as overloaded at the queue deadline, and never runs."""
+        dispatcher = Dispatcher(self.pool, self.clock, queue_timeout=20, run_timeout=5)
+        dispatcher.run(RecordingJob(self.events, "late"))
+        dispatcher.run(RecordingJob(self.events, "never"))
+        self.clock.advance(12)
+        self.assertEqual(self.events, [])
+        late = self.pool.jobs.pop(0)
+        self.assertTrue(late.start())
+        self.clock.advance(4.9)
+        self.assertEqual(self.events, [])
+        self.clock.advance(0.2)
+        self.assertEqual(self.events, ["timeout"])
+        self.clock.advance(3)  # 20.1 s since submission
+        self.assertEqual(self.events, ["timeout", "overloaded"])
+        never = self.pool.jobs.pop()
+        self.assertFalse(never.start())
+        never.dropped()  # as a pool reports a job it may not start
+        late.done(True, "late")
+        self.assertEqual((self.events, dispatcher.in_flight), (["timeout", "overloaded"], 0))
+        self.clock.advance(5)  # a deadline's timer may fire once more and find nothing
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_hold_past_queue_length(self) -> None:
         """Jobs beyond C{hold_after} in flight are told to hold (backpressure), none before."""
