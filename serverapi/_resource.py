@@ -22,6 +22,7 @@ from ._internals import client_gone
 from ._json import BadJSON, encode, parse_object
 from ._logging import describe_exception, loggable_username
 from ._origins import OriginPolicy
+from ._peer import still_connected
 from ._responses import send, send_empty, send_error
 from ._sessions import LoginSession, SessionTableFull
 from ._store import Maybe, SessionStore, SessionStoreUnavailable, Throttle
@@ -461,7 +462,7 @@ def _release_input(request: IRequest) -> None:
 class _Exchange(Job):
     """One /communicate request: its callback runs in a worker, its answer on the reactor."""
 
-    __slots__ = ("resource", "request", "session", "data")
+    __slots__ = ("resource", "request", "session", "data", "held")
 
     def __init__(self, resource: CommunicateResource, request: IRequest,
                  session: LoginSession, data: dict[str, Any]) -> None:
@@ -469,6 +470,7 @@ class _Exchange(Job):
         self.request = request
         self.session = session
         self.data = data
+        self.held = False
 
     def run(self) -> tuple[bool, bool, bytes]:
         session = self.session
@@ -476,8 +478,15 @@ class _Exchange(Job):
                                 session.username, session.session_token, self.data)
 
     def wanted(self) -> bool:
-        """Whether the client still waits: a job whose client left is never run."""
-        return not client_gone(self.request)
+        """Whether the client still waits: a job whose client left is never run.
+
+        The reactor does not read a held connection, so it cannot have seen that client leave:
+        its socket is asked instead.
+        """
+        request = self.request
+        if client_gone(request):
+            return False
+        return not self.held or still_connected(getattr(request.channel, "transport", None))
 
     def finished(self, ok: bool, value: Any) -> None:
         self.resource._answer(self.request, self.session, ok, value)
@@ -500,6 +509,7 @@ class _Exchange(Job):
         """
         channel = getattr(self.request, "channel", None)
         if channel is not None and channel.transport is not None:
+            self.held = True
             channel.transport.pauseProducing()
 
 

@@ -144,6 +144,52 @@ def pipelining_reader_that_never_reads() -> dict[str, Any]:
         server.stopAPIServer()
 
 
+def _wait(predicate: Any, limit: float = 10.0) -> None:
+    """Poll until C{predicate()} is true (raises after C{limit} seconds)."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.01)
+
+
+@scenario
+def held_client_that_leaves() -> dict[str, Any]:
+    """One worker and no queue: a second request is held (its connection is not read), and
+    its client closes before the worker is free."""
+    ran: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def callback(username: str, token: str, data: dict[str, Any]) -> tuple[bool, bool, dict]:
+        ran.append(data["message"])
+        if data["message"] == "first":
+            started.set()
+            release.wait(10)
+        return False, False, {}
+
+    server = ThreadedAPIServer("127.0.0.1", 0, CREDENTIALS, callback, max_threads=1,
+                               max_queued_requests=0)
+    server.startAPIServer(block=False)
+    try:
+        token = login(server.port)
+        first = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        first.sendall(communicate_bytes(token, "first"))
+        started.wait(10)
+        second = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        second.sendall(communicate_bytes(token, "second"))
+        callbacks = server._service.callbacks  # type: ignore[union-attr]
+        _wait(lambda: callbacks.in_flight == 2)
+        second.close()
+        time.sleep(0.2)  # the close reaches the server's socket (loopback: at once)
+        release.set()
+        answer = first.recv(65536)
+        _wait(lambda: callbacks.in_flight == 0)
+        first.close()
+        return {"ran": ran, "first_status": int(answer.split()[1])}
+    finally:
+        server.stopAPIServer()
+
+
 if __name__ == "__main__":
     import sys
     scenario.main(sys.argv[1:])

@@ -41,3 +41,13 @@ class NonReadingClientTests(SynchronousTestCase):
         self.assertLess(result["calls"], 200)
         self.assertLess(result["rss_growth_kib"], 40 * 1024)
         self.assertEqual(result["calls_after_close"], result["calls"])
+
+
+class HeldClientTests(SynchronousTestCase):
+    """A client whose connection is held (past the queue length) and who leaves meanwhile."""
+
+    def test_callback_not_run_for_a_client_that_left(self) -> None:
+        """The server reads nothing from a held connection, yet a client that closed it before
+        a worker was free does not get its callback run; the one before it is answered."""
+        result = outcome(self, MODULE, "held_client_that_leaves")
+        self.assertEqual((result["ran"], result["first_status"]), (["first"], 200))

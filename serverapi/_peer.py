@@ -1,0 +1,48 @@
+"""Whether a connection's client is still there, asked of its socket without reading from it."""
+
+from __future__ import annotations
+
+import select
+import socket
+from typing import Any
+
+# The peer closed its side: Linux reports it even with unread bytes before the close, where
+# the peek below would see only those bytes.  Elsewhere (no such event, or no poll) it peeks.
+_PEER_CLOSED: int = getattr(select, "POLLRDHUP", 0) if hasattr(select, "poll") else 0
+_GONE = _PEER_CLOSED | getattr(select, "POLLHUP", 0) | getattr(select, "POLLERR", 0) | getattr(
+    select, "POLLNVAL", 0)
+
+
+def still_connected(transport: Any) -> bool:
+    """Whether the client of C{transport} has neither closed nor reset its connection.
+
+    For a connection whose socket the reactor is not reading (so it cannot have seen the client
+    leave): the socket is polled, from any thread, without taking anything from it.  Like the
+    reactor, it counts a client that closed its sending side as gone.  A transport without a
+    socket (in memory) is taken as connected; one whose socket is closed, as gone.
+    """
+    get_handle = getattr(transport, "getHandle", None)
+    handle = get_handle() if get_handle is not None else None
+    if not isinstance(handle, socket.socket):
+        return True
+    try:
+        descriptor = handle.fileno()
+    except OSError:
+        return False
+    if descriptor < 0:
+        return False
+    if not _PEER_CLOSED:
+        return _peek(handle)
+    poller = select.poll()
+    poller.register(descriptor, select.POLLIN | _PEER_CLOSED)
+    return not any(events & _GONE for _, events in poller.poll(0))
+
+
+def _peek(handle: socket.socket) -> bool:
+    """Whether the socket is neither at its end nor broken, peeking at one byte."""
+    try:
+        return handle.recv(1, socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)) != b""
+    except BlockingIOError:  # nothing to read: still there
+        return True
+    except OSError:
+        return False
