@@ -26,6 +26,7 @@ from ._peer import still_connected
 from ._responses import send, send_empty, send_error
 from ._sessions import LoginSession, SessionTableFull
 from ._store import Maybe, SessionStore, SessionStoreUnavailable, Throttle
+from ._throttle import PasswordChecksUnderWay
 from ._tls import peer_certificate_subject
 
 COOKIE_NAME = b"sessionToken"
@@ -229,6 +230,10 @@ class _Endpoint(Resource):
 class LoginResource(_Endpoint):
     """C{POST /login}: check credentials and start a session."""
 
+    def __init__(self, context: APIContext) -> None:
+        super().__init__(context)
+        self.checks_under_way = PasswordChecksUnderWay(context.config.login_attempts)
+
     def handle(self, request: IRequest) -> Any:
         """Validate the body, apply the throttle, then check the password (off-thread if hashed)."""
         context = self._context
@@ -272,6 +277,10 @@ class LoginResource(_Endpoint):
         if context.hashing.full():
             request.setHeader(b"Retry-After", RETRY_AFTER_BUSY)
             send_error(request, 503, "Server busy. Try again later.", close=True)
+            return
+        if not self.checks_under_way.start(username, peer):
+            request.setHeader(b"Retry-After", RETRY_AFTER_BUSY)
+            send_error(request, 429, "Too many logins at once. Try again later.", close=True)
             return
         context.hashing.run(_PasswordCheck(self, request, username, password, peer))
 
@@ -472,8 +481,12 @@ class _Exchange(Job):
         self.data = data
         self.held = False
 
-    def run(self) -> tuple[bool, bool, bytes]:
+    def run(self) -> tuple[bool, bool, bytes] | None:
+        """The callback's encoded answer; C{None}, without calling it, if the session ended
+        (a logout, an invalidation, the user removed) while the request waited for a worker."""
         session = self.session
+        if not session.is_valid():
+            return None
         return _call_and_encode(self.resource._context.config.request_callback,
                                 session.username, session.session_token, self.data)
 
@@ -489,6 +502,10 @@ class _Exchange(Job):
         return not self.held or still_connected(getattr(request.channel, "transport", None))
 
     def finished(self, ok: bool, value: Any) -> None:
+        if ok and value is None:
+            if not client_gone(self.request):
+                send_error(self.request, 401, "Invalid session token.")
+            return
         self.resource._answer(self.request, self.session, ok, value)
 
     def expired(self) -> None:
@@ -516,7 +533,7 @@ class _Exchange(Job):
 class _PasswordCheck(Job):
     """One /login whose password hash is checked in a worker."""
 
-    __slots__ = ("resource", "request", "username", "password", "peer")
+    __slots__ = ("resource", "request", "username", "password", "peer", "under_way")
 
     def __init__(self, resource: LoginResource, request: IRequest, username: str,
                  password: str, peer: str) -> None:
@@ -525,6 +542,13 @@ class _PasswordCheck(Job):
         self.username = username
         self.password = password
         self.peer = peer
+        self.under_way = True
+
+    def _over(self) -> None:
+        """The check is over, one way or another: the pair and address may start another."""
+        if self.under_way:
+            self.under_way = False
+            self.resource.checks_under_way.end(self.username, self.peer)
 
     def run(self) -> bool:
         return self.resource._context.credentials.store.verify(self.username, self.password)
@@ -534,18 +558,30 @@ class _PasswordCheck(Job):
         return not client_gone(self.request)
 
     def finished(self, ok: bool, value: Any) -> None:
-        if not client_gone(self.request):
-            self.resource._hashed_result(self.request, self.username, self.peer, ok, value)
+        try:
+            if not client_gone(self.request):  # (a local throttle counts a failure here)
+                self.resource._hashed_result(self.request, self.username, self.peer, ok, value)
+        finally:
+            self._over()
 
     def expired(self) -> None:
+        self._over()
         if not client_gone(self.request):
             send_error(self.request, 503, "Login timed out.", close=True)
 
     def overloaded(self) -> None:
         """Waited too long for a hash worker: 503 with Retry-After."""
+        self._over()
         if not client_gone(self.request):
             self.request.setHeader(b"Retry-After", RETRY_AFTER_BUSY)
             send_error(self.request, 503, "Server busy. Try again later.", close=True)
+
+    def dropped(self) -> None:
+        """The pool will not run it (its client left, the server stops)."""
+        try:
+            super().dropped()
+        finally:
+            self._over()
 
 
 def _call_and_encode(callback: Any, username: str, token: str,

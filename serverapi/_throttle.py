@@ -141,3 +141,42 @@ class LoginThrottle:
     def tracked(self) -> int:
         """How many pairs, addresses and usernames have failures on record."""
         return len(self._pairs) + len(self._addresses) + len(self._users)
+
+
+class PasswordChecksUnderWay:
+    """Password checks in the hash pool, per (username, address) and per address.
+
+    The throttle counts a failure only once its check is over.  Without a bound on checks under
+    way, guesses sent together would all be checked before the first failure counted, and one
+    address could take every hash worker from everyone else's logins.  So a pair has at most one
+    check under way and an address at most C{per_address} (on the reactor thread only).
+    """
+
+    def __init__(self, per_address: int) -> None:
+        self._per_address = per_address
+        self._pairs: set[bytes] = set()
+        self._addresses: dict[str, int] = {}
+
+    def start(self, username: str, address: str) -> bool:
+        """Count a check about to start; whether it may (else answer 429)."""
+        group = address_group(address)
+        pair = _digest(username, group)
+        under_way = self._addresses.get(group, 0)
+        if pair in self._pairs or under_way >= self._per_address:
+            return False
+        self._pairs.add(pair)
+        self._addresses[group] = under_way + 1
+        return True
+
+    def end(self, username: str, address: str) -> None:
+        """A check that L{start} counted is over."""
+        group = address_group(address)
+        self._pairs.discard(_digest(username, group))
+        left = self._addresses.get(group, 0) - 1
+        if left > 0:
+            self._addresses[group] = left
+        else:
+            self._addresses.pop(group, None)
+
+    def __len__(self) -> int:
+        return len(self._pairs)

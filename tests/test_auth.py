@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+from typing import Any
+
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -70,6 +76,77 @@ class HashedLoginTests(SynchronousTestCase):
         channel.connectionLost(Failure(ConnectionDone()))
         hash_pool.release()
         self.assertEqual(transport.value(), b"")
+
+
+def cheap_hash(password: str) -> str:
+    """A PBKDF2 hash with few iterations: a real hashed credential, quick to check."""
+    salt = b"0123456789abcdef"
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 1000)
+    salt_text, digest_text = (base64.b64encode(part).decode().rstrip("=")
+                              for part in (salt, digest))
+    return f"$pbkdf2-sha256$i=1000${salt_text}${digest_text}"
+
+
+class ConcurrentLoginTests(SynchronousTestCase):
+    """Guesses sent together, against hashed credentials (checked in the hash pool)."""
+
+    def setUp(self) -> None:
+        self.hash_pool = HeldPool()
+        self.server = MemoryServer(credentials={"alice": cheap_hash("password123"),
+                                                "bob": "securepassword"},
+                                   hash_pool=self.hash_pool)
+
+    def attempt(self, username: str, password: str, host: str = "10.0.0.7") -> Any:
+        """Send one login from C{host} on a new connection; its transport."""
+        channel, transport = self.server.connect(IPv4Address("TCP", host, 50000))
+        channel.dataReceived(request_bytes("/login", json.dumps(
+            {"username": username, "password": password}).encode()))
+        return transport
+
+    def release_all(self) -> None:
+        """Run every check waiting in the hash pool."""
+        while self.hash_pool.jobs:
+            self.hash_pool.release()
+
+    def test_one_check_per_user_and_address(self) -> None:
+        """Guesses at one user from one address, sent together, get one check under way at a
+        time and the rest 429 at once, so the failed-login limit holds as for guesses sent one
+        after another (5, then 429)."""
+        guesses = [self.attempt("alice", f"guess{index}") for index in range(20)]
+        self.assertEqual(len(self.hash_pool.jobs), 1)
+        self.assertEqual([status_of(guess.value()) for guess in guesses[1:]], [429] * 19)
+        self.release_all()
+        self.assertEqual(status_of(guesses[0].value()), 401)
+        statuses = []
+        for index in range(6):
+            guess = self.attempt("alice", f"again{index}")
+            self.release_all()
+            statuses.append(status_of(guess.value()))
+        self.assertEqual(statuses, [401] * 4 + [429] * 2)
+
+    def test_checks_per_address_bounded(self) -> None:
+        """One address has at most login_attempts checks under way, so it cannot take every
+        hash worker: another address's login is still checked, and the places free up."""
+        crowd = [self.attempt(f"user{index}", "guess") for index in range(10)]
+        self.assertEqual(len(self.hash_pool.jobs), 5)
+        self.assertEqual([status_of(member.value()) for member in crowd],
+                         [None] * 5 + [429] * 5)
+        bob = self.attempt("bob", "securepassword", host="10.0.0.8")
+        self.assertEqual(len(self.hash_pool.jobs), 6)
+        self.release_all()
+        self.assertEqual(status_of(bob.value()), 200)
+        self.attempt("user9", "guess")
+        self.assertEqual(len(self.hash_pool.jobs), 1)
+
+    def test_check_that_ends_early_frees_its_place(self) -> None:
+        """A check whose client left before it ran is dropped, and the pair may try again."""
+        channel, _ = self.server.connect(IPv4Address("TCP", "10.0.0.7", 50000))
+        channel.dataReceived(request_bytes(
+            "/login", b'{"username": "alice", "password": "guess"}'))
+        channel.connectionLost(Failure(ConnectionDone()))
+        self.release_all()
+        self.attempt("alice", "password123")
+        self.assertEqual(len(self.hash_pool.jobs), 1)
 
 
 class OrderTests(SynchronousTestCase):

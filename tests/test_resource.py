@@ -388,6 +388,25 @@ class OverloadTests(SynchronousTestCase):
         channel.dataReceived(request_bytes(cookie=token))
         return channel, transport
 
+    def test_session_ended_while_waiting(self) -> None:
+        """A request waiting for a worker whose session ends meanwhile (a logout, an
+        invalidation) gets 401 and its callback is not run."""
+        calls: list[Any] = []
+        pool = HeldPool()
+        server = MemoryServer(pool=pool, request_callback=lambda *args: calls.append(args) or (
+            False, False, {}))
+        for end in (lambda token: server.post("/logout", cookie=token),
+                    lambda token: server.service.invalidateUserSessions("alice")):
+            token = server.login()
+            _, transport = self.communicate(server, token)
+            end(token)
+            pool.release()
+            self.assertEqual(status_of(transport.value()), 401)
+        self.assertEqual(calls, [])
+        _, transport = self.communicate(server, server.login())
+        pool.release()
+        self.assertEqual((status_of(transport.value()), len(calls)), (200, 1))
+
     def test_long_queue_waits_instead_of_503(self) -> None:
         """Past max_threads + max_queued_requests, requests wait (no 503) and their
         connections are read no further; logins are still answered at once."""
