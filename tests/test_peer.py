@@ -24,7 +24,7 @@ class SocketTransport:
 
 
 class StillConnectedTests(SynchronousTestCase):
-    """still_connected on real loopback TCP connections."""
+    """still_connected on real loopback TCP connections, by each of its three ways."""
 
     def connection(self) -> tuple[socket.socket, socket.socket]:
         """A connected (server side, client side) pair of non-blocking TCP sockets."""
@@ -43,7 +43,9 @@ class StillConnectedTests(SynchronousTestCase):
         self.assertEqual(readable, [server])
 
     def assertChecks(self, connected: bool, server: socket.socket) -> None:
-        """The check says C{connected}, with the poll event and with the peek alike."""
+        """The check says C{connected}, asking the TCP state, the poll event and a peek alike."""
+        self.assertEqual(still_connected(SocketTransport(server)), connected)
+        self.patch(_peer, "_TCP_INFO", None)
         self.assertEqual(still_connected(SocketTransport(server)), connected)
         self.patch(_peer, "_PEER_CLOSED", 0)
         self.assertEqual(still_connected(SocketTransport(server)), connected)
@@ -77,7 +79,7 @@ class StillConnectedTests(SynchronousTestCase):
 
     def test_closed_after_sending(self) -> None:
         """A client that sent bytes (a TLS close_notify, another request) and then closed is
-        gone, where the poll event is there to say so (a peek sees only the bytes)."""
+        gone, by the TCP state or the poll event (a peek would see only the bytes)."""
         server, client = self.connection()
         if not _peer._PEER_CLOSED:
             raise self.skipTest("this system's poll has no event for a closed peer")
@@ -86,6 +88,8 @@ class StillConnectedTests(SynchronousTestCase):
         poller = select.poll()
         poller.register(server, _peer._PEER_CLOSED)
         self.assertTrue(poller.poll(5000))  # the close has arrived behind the bytes
+        self.assertFalse(still_connected(SocketTransport(server)))
+        self.patch(_peer, "_TCP_INFO", None)
         self.assertFalse(still_connected(SocketTransport(server)))
 
     def test_socket_closed_here(self) -> None:
