@@ -147,10 +147,14 @@ class ProxyPolicy:
         return ForwardedClient(str(addresses[index]), _proto(elements[index].get("proto")))
 
     def _client_index(self, addresses: list[IPAddress | None]) -> int | None:
-        """Where the client stands in a forwarding chain; None when any hop is malformed."""
-        if not addresses or None in addresses:
-            return None
+        """Where the client stands in a forwarding chain, read from the right: the first hop
+        that is not a trusted proxy (if every one is, the leftmost).  None when a hop the
+        trusted proxies wrote, at or right of the client, is malformed; what stands left of
+        the client is the client's own to write, and is not read."""
         for index in range(len(addresses) - 1, -1, -1):
-            if not self._trusted(addresses[index]):  # type: ignore[arg-type]
+            address = addresses[index]
+            if address is None:
+                return None
+            if not self._trusted(address):
                 return index
-        return 0
+        return 0 if addresses else None

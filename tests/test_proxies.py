@@ -47,6 +47,13 @@ CASES: list[tuple[str, bytes, str]] = [
     ("IPv4-mapped IPv6", b"X-Forwarded-For: ::ffff:203.0.113.5\r\n", "203.0.113.5"),
     ("malformed", b"X-Forwarded-For: not-an-address\r\n", "10.0.0.1"),
     ("one malformed hop", b"X-Forwarded-For: 203.0.113.5, garbage\r\n", "10.0.0.1"),
+    # What stands left of the client is the client's to write: it neither hides the client
+    # (who would then share the proxy's throttle count with everyone) nor counts.
+    ("client's junk left of it", b"X-Forwarded-For: garbage, 203.0.113.5\r\n", "203.0.113.5"),
+    ("client's junk, then trusted hops",
+     b"X-Forwarded-For: x, 203.0.113.5, 10.0.0.2\r\n", "203.0.113.5"),
+    ("Forwarded, client's junk left of it", b"Forwarded: for=unknown, for=203.0.113.5\r\n",
+     "203.0.113.5"),
     ("empty", b"X-Forwarded-For: \r\n", "10.0.0.1"),
     ("broken bracket", b"X-Forwarded-For: [2001:db8::1\r\n", "10.0.0.1"),
     ("Forwarded", b"Forwarded: for=192.0.2.60;proto=http;by=203.0.113.43\r\n", "192.0.2.60"),
