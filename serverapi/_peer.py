@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import select
 import socket
+import sys
 from typing import Any
 
 # A TCP socket's state, asked with getsockopt, which does not release the interpreter lock: a
-# worker asking it hands the lock to no one (a poll would, at a cost seen under load).
-_TCP_INFO: int | None = getattr(socket, "TCP_INFO", None)
+# worker asking it hands the lock to no one (a poll would, at a cost seen under load).  Linux's
+# numbering (other systems number their states differently, and poll instead).
+_TCP_INFO: int | None = getattr(socket, "TCP_INFO", None) if sys.platform.startswith(
+    "linux") else None
 _ESTABLISHED = 1  # TCP_ESTABLISHED; a client's close or reset moves it on (CLOSE_WAIT, CLOSE)
 _INET = (socket.AF_INET, socket.AF_INET6)
 # Other sockets: the poll event for a peer that closed its side (Linux reports it even with
@@ -27,7 +30,10 @@ def still_connected(transport: Any) -> bool:
     socket (in memory) is taken as connected; one whose socket is closed, as gone.
     """
     get_handle = getattr(transport, "getHandle", None)
-    handle = get_handle() if get_handle is not None else None
+    try:
+        handle = get_handle() if get_handle is not None else None
+    except AttributeError:  # the connection is being torn down: its socket is gone already
+        return False
     if not isinstance(handle, socket.socket):
         return True
     try:

@@ -61,20 +61,22 @@ class ForwardedClient:
     secure: bool | None  # None: as the direct connection says
 
 
-def _forwarded_pairs(header: str) -> list[dict[str, str]] | None:
-    """Parse RFC 7239 C{Forwarded} elements into dicts, or None when malformed."""
-    elements = []
-    for element in header.split(","):
-        pairs: dict[str, str] = {}
-        for pair in element.split(";"):
-            if not pair.strip():
-                continue
-            name, equals, value = pair.partition("=")
-            if not equals:
-                return None
-            pairs[name.strip().lower()] = value.strip().strip('"')
-        elements.append(pairs)
-    return elements
+def _forwarded_pairs(header: str) -> list[dict[str, str] | None]:
+    """Parse RFC 7239 C{Forwarded} elements into dicts, each None when it is malformed."""
+    return [_forwarded_element(element) for element in header.split(",")]
+
+
+def _forwarded_element(element: str) -> dict[str, str] | None:
+    """One C{Forwarded} element's pairs, or None when one of them is malformed."""
+    pairs: dict[str, str] = {}
+    for pair in element.split(";"):
+        if not pair.strip():
+            continue
+        name, equals, value = pair.partition("=")
+        if not equals:
+            return None
+        pairs[name.strip().lower()] = value.strip().strip('"')
+    return pairs
 
 
 def _proto(value: str | None) -> bool | None:
@@ -138,13 +140,13 @@ class ProxyPolicy:
         if forwarded is None:
             return None
         elements = _forwarded_pairs(",".join(value.decode("latin-1") for value in forwarded))
-        if not elements or any("for" not in element for element in elements):
-            return None
-        addresses = [_address(element["for"]) for element in elements]
+        addresses = [None if element is None or "for" not in element
+                     else _address(element["for"]) for element in elements]
         index = self._client_index(addresses)
         if index is None:
             return None
-        return ForwardedClient(str(addresses[index]), _proto(elements[index].get("proto")))
+        client = elements[index] or {}  # (never None: its address parsed)
+        return ForwardedClient(str(addresses[index]), _proto(client.get("proto")))
 
     def _client_index(self, addresses: list[IPAddress | None]) -> int | None:
         """Where the client stands in a forwarding chain, read from the right: the first hop

@@ -519,6 +519,16 @@ class _Exchange(Job):
             request.setHeader(b"Retry-After", RETRY_AFTER_BUSY)
             send_error(request, 503, "Server busy. Try again later.")
 
+    def dropped(self) -> None:
+        """The pool will not run it.  A held connection whose client left is closed here: it
+        is not read, so nothing else would see the client go, answer it or time it out."""
+        super().dropped()
+        request = self.request
+        if self.held and not client_gone(request):
+            transport = getattr(request.channel, "transport", None)
+            if transport is not None and not still_connected(transport):
+                transport.abortConnection()
+
     def hold(self) -> None:
         """Many requests wait: read nothing more from this connection until it is answered.
 

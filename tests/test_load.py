@@ -48,6 +48,7 @@ class HeldClientTests(SynchronousTestCase):
 
     def test_callback_not_run_for_a_client_that_left(self) -> None:
         """The server reads nothing from a held connection, yet a client that closed it before
-        a worker was free does not get its callback run; the one before it is answered."""
+        a worker was free does not get its callback run, and its connection is closed; the one
+        before it is answered."""
         result = outcome(self, MODULE, "held_client_that_leaves")
         self.assertEqual((result["ran"], result["first_status"]), (["first"], 200))

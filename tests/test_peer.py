@@ -98,6 +98,16 @@ class StillConnectedTests(SynchronousTestCase):
         server.close()
         self.assertChecks(False, server)
 
+    def test_socket_being_torn_down(self) -> None:
+        """A transport whose socket is already gone (Twisted deletes it before the protocol
+        hears of the loss) is gone, not an error."""
+
+        class TornDown:
+            def getHandle(self) -> Any:
+                raise AttributeError("'Server' object has no attribute 'socket'")
+
+        self.assertFalse(still_connected(TornDown()))
+
     def test_no_socket(self) -> None:
         """A transport without a socket (in memory), or none at all, is taken as there."""
         self.assertTrue(still_connected(object()))
