@@ -177,6 +177,3 @@ class PasswordChecksUnderWay:
             self._addresses[group] = left
         else:
             self._addresses.pop(group, None)
-
-    def __len__(self) -> int:
-        return len(self._pairs)

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from serverapi import ThreadedAPIServer
+from serverapi._peer import still_connected
 
 from .scenarios import ScenarioSet
 
@@ -180,12 +181,13 @@ def held_client_that_leaves() -> dict[str, Any]:
         callbacks = server._service.callbacks  # type: ignore[union-attr]
         _wait(lambda: callbacks.in_flight == 2)
         second.close()
-        time.sleep(0.2)  # the close reaches the server's socket (loopback: at once)
+        site = server._service.site  # type: ignore[union-attr]
+        _wait(lambda: not all(still_connected(channel.transport)
+                              for channel in list(site.channels)))  # the close has arrived
         release.set()
         answer = first.recv(65536)
         _wait(lambda: callbacks.in_flight == 0)
         first.close()
-        site = server._service.site  # type: ignore[union-attr]
         _wait(lambda: not site.channels)  # the held connection is closed too, not leaked
         return {"ran": ran, "first_status": int(answer.split()[1])}
     finally:

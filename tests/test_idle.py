@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -16,10 +14,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from serverapi._idle import IdleTimeout
-from serverapi._tls import TLSFiles
-from serverapi._tls_connection import TLSServerConnection, server_context
 
-from .certificates import Certificates
 from .helpers import HeldPool, MemoryServer, TCPStringTransport, request_bytes, status_of
 from .tls_memory import MemoryTLSExchange
 
@@ -194,25 +189,14 @@ class IdleTimeoutTests(SynchronousTestCase):
 class IdleTimeoutOverTLSTests(MemoryTLSExchange, SynchronousTestCase):
     """Behind serverapi's TLS layer the channel keeps its one timer and times out the same."""
 
-    certificates: Certificates | None = None
-
     def setUp(self) -> None:
-        if IdleTimeoutOverTLSTests.certificates is None:
-            IdleTimeoutOverTLSTests.certificates = Certificates(tempfile.mkdtemp())
-        certs = IdleTimeoutOverTLSTests.certificates
         self.pool = HeldPool()
         self.api = MemoryServer(pool=self.pool, timeout=TIMEOUT)
         self.token = self.api.login()
         self.clock = self.api.reactor
         self.channel: Any = self.api.service.site.buildProtocol(
             IPv4Address("TCP", "10.0.0.7", 50000))
-        self.server = TLSServerConnection(
-            server_context(TLSFiles(certs.server_cert, certs.server_key)), self.channel)
-        self.transport = TCPStringTransport()
-        self.server.makeConnection(self.transport)
-        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.client = ssl.create_default_context(cafile=certs.root_cert).wrap_bio(
-            self.incoming, self.outgoing, server_hostname="localhost")
+        self.start_tls(self.channel, TCPStringTransport())
         self.handshake()
 
     def ask(self) -> int | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import ssl
-import tempfile
 from collections.abc import Iterator
 from itertools import cycle
 
@@ -13,15 +12,8 @@ from hypothesis import strategies as st
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from serverapi._tls import TLSFiles
-from serverapi._tls_connection import TLSServerConnection, server_context
 
-from .certificates import Certificates
 from .tls_memory import MemoryTLSExchange, Recorder
-
-CERTS = Certificates(tempfile.mkdtemp())
-SERVER_CONTEXT = server_context(TLSFiles(CERTS.server_cert, CERTS.server_key))
-CLIENT_CONTEXT = ssl.create_default_context(cafile=CERTS.root_cert)
 
 MESSAGES = st.lists(st.binary(min_size=1, max_size=20_000), min_size=1, max_size=5)
 # The sizes of the pieces the client's bytes arrive in, used in turn (1 byte is the worst case).
@@ -46,12 +38,7 @@ class ChunkedTLSConnection(MemoryTLSExchange):
     def __init__(self, sizes: list[int]) -> None:
         self.sizes = sizes
         self.channel = Recorder()
-        self.server = TLSServerConnection(SERVER_CONTEXT, self.channel)
-        self.transport = StringTransport()
-        self.server.makeConnection(self.transport)
-        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.client = CLIENT_CONTEXT.wrap_bio(self.incoming, self.outgoing,
-                                              server_hostname="localhost")
+        self.start_tls(self.channel, StringTransport())
 
     def deliver(self, data: bytes) -> None:
         """Hand the server the client's bytes piece by piece."""

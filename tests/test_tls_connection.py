@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-import tempfile
 import warnings
 from typing import Any
 
@@ -14,13 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from serverapi import _tls_connection as tls_connection
-from serverapi._tls import TLSFiles
-from serverapi._tls_connection import TLSServerConnection, server_context
 
-from .certificates import Certificates
 from .tls_memory import MemoryTLSExchange, Recorder
-
-CERTS = Certificates(tempfile.mkdtemp())
 
 
 @implementer(IPushProducer)
@@ -43,15 +37,8 @@ class TLSConnectionTests(MemoryTLSExchange, SynchronousTestCase):
     """A TLSServerConnection on a StringTransport, talking to a client SSLObject."""
 
     def setUp(self) -> None:
-        self.server = TLSServerConnection(
-            server_context(TLSFiles(CERTS.server_cert, CERTS.server_key)), Recorder())
-        self.channel: Any = self.server.wrappedProtocol
-        self.transport = StringTransport()
-        self.server.makeConnection(self.transport)
-        client_context = ssl.create_default_context(cafile=CERTS.root_cert)
-        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.client = client_context.wrap_bio(self.incoming, self.outgoing,
-                                              server_hostname="localhost")
+        self.channel: Any = Recorder()
+        self.start_tls(self.channel, StringTransport())
 
     def test_data_both_ways(self) -> None:
         """After the handshake, requests are decrypted for the channel and its writes come back

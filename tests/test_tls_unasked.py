@@ -4,19 +4,15 @@ client asks for it over and over and never reads."""
 from __future__ import annotations
 
 import os
-import tempfile
 
 from twisted.internet.address import IPv4Address
 from twisted.trial.unittest import SynchronousTestCase
 
-from serverapi._tls import TLSFiles
-from serverapi._tls_connection import TLSServerConnection, server_context
 
-from .certificates import Certificates
 from .helpers import HeldPool, MemoryServer, SlowReaderTransport, request_bytes
+from .tls_memory import tls_server
 from .tls_raw_client import LIBRARIES, RawTLSClient
 
-CERTS = Certificates(tempfile.mkdtemp())
 HIGH_WATER = 16 * 1024
 # One read's worth of key updates can be answered after the buffer is full, no more.
 BOUND = HIGH_WATER + 64 * 1024
@@ -34,8 +30,7 @@ class UnaskedOutputTests(SynchronousTestCase):
         self.token = self.server.login()
         channel = self.server.service.site.buildProtocol(IPv4Address("TCP", "10.0.0.7", 50000))
         self.transport = SlowReaderTransport(high_water=HIGH_WATER)
-        self.tls = TLSServerConnection(
-            server_context(TLSFiles(CERTS.server_cert, CERTS.server_key)), channel)
+        self.tls = tls_server(channel)
         self.tls.makeConnection(self.transport)
         self.client = RawTLSClient()
         self.addCleanup(self.client.close)
