@@ -213,6 +213,19 @@ class APIChannel(IdleTimeout, http.HTTPChannel):
             self.transport.pauseProducing()
         super().requestDone(request)
 
+    def pauseProducing(self) -> None:
+        """The send buffer is full: read the socket no further, even with a request in hand.
+
+        C{HTTPChannel} goes on reading while it handles a request (this channel watches for
+        the client leaving meanwhile).  But a full buffer then means the client is not reading,
+        and what a TLS layer writes of its own accord (the answer to each of a client's key
+        updates) would pile up without bound.  Reading resumes once the buffer drains and the
+        request is answered (C{HTTPChannel.requestDone}).
+        """
+        super().pauseProducing()
+        if handling_request(self) and self.transport is not None:
+            self.transport.pauseProducing()
+
     def resumeProducing(self) -> None:
         """The client read its answers: read the socket and parse held requests again."""
         super().resumeProducing()

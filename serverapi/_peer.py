@@ -29,12 +29,11 @@ def still_connected(transport: Any) -> bool:
     reactor, it counts a client that closed its sending side as gone.  A transport without a
     socket (in memory) is taken as connected; one whose socket is closed, as gone.
     """
-    get_handle = getattr(transport, "getHandle", None)
     try:
-        handle = get_handle() if get_handle is not None else None
+        handle = _socket(transport)
     except AttributeError:  # the connection is being torn down: its socket is gone already
         return False
-    if not isinstance(handle, socket.socket):
+    if handle is None:
         return True
     try:
         if _TCP_INFO is not None and handle.family in _INET:
@@ -49,6 +48,21 @@ def still_connected(transport: Any) -> bool:
     poller = select.poll()
     poller.register(descriptor, select.POLLIN | _PEER_CLOSED)
     return not any(events & _GONE for _, events in poller.poll(0))
+
+
+def _socket(transport: Any) -> socket.socket | None:
+    """The socket under C{transport}, or C{None} if it has none.
+
+    Through a TLS layer too: Twisted's (an C{ssl:} endpoint) answers C{getHandle} with its
+    OpenSSL connection, and its socket is its own transport's.
+    """
+    while transport is not None:
+        get_handle = getattr(transport, "getHandle", None)
+        handle = get_handle() if get_handle is not None else None
+        if isinstance(handle, socket.socket):
+            return handle
+        transport = getattr(transport, "transport", None)
+    return None
 
 
 def _peek(handle: socket.socket) -> bool:

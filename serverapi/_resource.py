@@ -18,7 +18,7 @@ from twisted.web.server import NOT_DONE_YET
 from ._config import ServerConfig
 from ._credentials import Credentials
 from ._dispatch import Dispatcher, Job
-from ._internals import client_gone
+from ._internals import client_gone, waiting_for_transport
 from ._json import BadJSON, encode, parse_object
 from ._logging import describe_exception, loggable_username
 from ._origins import OriginPolicy
@@ -493,13 +493,19 @@ class _Exchange(Job):
     def wanted(self) -> bool:
         """Whether the client still waits: a job whose client left is never run.
 
-        The reactor does not read a held connection, so it cannot have seen that client leave:
-        its socket is asked instead.
+        The reactor does not read a connection that is held or whose send buffer is full, so it
+        cannot have seen that client leave: its socket is asked instead.
         """
         request = self.request
         if client_gone(request):
             return False
-        return not self.held or still_connected(getattr(request.channel, "transport", None))
+        return not self._unread() or still_connected(getattr(request.channel, "transport", None))
+
+    def _unread(self) -> bool:
+        """Whether the reactor has stopped reading this request's connection: it is held, or
+        its client is not reading its answers (L{APIChannel.pauseProducing})."""
+        channel = getattr(self.request, "channel", None)
+        return self.held or (channel is not None and waiting_for_transport(channel))
 
     def finished(self, ok: bool, value: Any) -> None:
         if ok and value is None:
@@ -520,11 +526,11 @@ class _Exchange(Job):
             send_error(request, 503, "Server busy. Try again later.")
 
     def dropped(self) -> None:
-        """The pool will not run it.  A held connection whose client left is closed here: it
-        is not read, so nothing else would see the client go, answer it or time it out."""
+        """The pool will not run it.  An unread connection whose client left is closed here:
+        nothing else would see the client go, answer it or time it out."""
         super().dropped()
         request = self.request
-        if self.held and not client_gone(request):
+        if not client_gone(request) and self._unread():
             transport = getattr(request.channel, "transport", None)
             if transport is not None and not still_connected(transport):
                 transport.abortConnection()

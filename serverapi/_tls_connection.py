@@ -116,23 +116,11 @@ class TLSServerConnection(Protocol):
             # channel closes the connection, nothing more is handed to it.
             if self.disconnecting or not self._incoming.pending:
                 break
-        if self._outgoing.pending:  # a key update's answer, an alert (rarely anything)
-            self._send_unasked()
-
-    def _send_unasked(self) -> None:
-        """Send what the TLS state wrote of its own accord after the handshake: the answer to a
-        TLS 1.3 key update, the alert refusing a TLS 1.2 renegotiation.
-
-        A client can ask for these over and over while never reading them, and while the
-        channel has a request in hand it does not stop reading when the send buffer fills.  So
-        if this leaves the send buffer full, the socket is read no further; the channel resumes
-        reading once the buffer drains and no request is in hand, as it does for its own
-        answers.
-        """
-        transport: Any = self.transport
-        transport.write(self._outgoing.read())
-        if getattr(transport, "producerPaused", False):  # the send buffer is full
-            transport.pauseProducing()
+        # What the TLS state wrote of its own accord: a key update's answer, the alert refusing
+        # a renegotiation (rarely anything).  A client that asks for these over and over and
+        # never reads them fills the send buffer, and the channel then stops reading the socket
+        # (L{APIChannel.pauseProducing}), even with a request in hand.
+        self._send_pending()
 
     def _handshake(self, data: bytes) -> bool:
         """Go on with the handshake with C{data}; whether it is complete (and any records

@@ -108,6 +108,23 @@ class StillConnectedTests(SynchronousTestCase):
 
         self.assertFalse(still_connected(TornDown()))
 
+    def test_under_a_tls_layer(self) -> None:
+        """Twisted's TLS layer answers C{getHandle} with its OpenSSL connection: the socket is
+        its transport's, and that is the one asked."""
+
+        class TwistedTLSLayer:
+            def __init__(self, transport: SocketTransport) -> None:
+                self.transport = transport
+
+            def getHandle(self) -> Any:
+                return object()  # an OpenSSL.SSL.Connection, in Twisted's layer
+
+        server, client = self.connection()
+        self.assertTrue(still_connected(TwistedTLSLayer(SocketTransport(server))))
+        client.close()
+        self.wait_for_close(server)
+        self.assertFalse(still_connected(TwistedTLSLayer(SocketTransport(server))))
+
     def test_no_socket(self) -> None:
         """A transport without a socket (in memory), or none at all, is taken as there."""
         self.assertTrue(still_connected(object()))

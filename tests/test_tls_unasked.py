@@ -1,16 +1,20 @@
-"""What the TLS layer sends of its own accord (key updates' answers) stays bounded when the
-client asks for it over and over and never reads."""
+"""What a TLS layer sends of its own accord (key updates' answers) stays bounded when the
+client asks for it over and over and never reads: serverapi's layer, and Twisted's (a daemon's
+C{--listen ssl:...})."""
 
 from __future__ import annotations
 
 import os
+import socket
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IProtocol
+from twisted.internet.ssl import DefaultOpenSSLContextFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
 
-
 from .helpers import HeldPool, MemoryServer, SlowReaderTransport, request_bytes
-from .tls_memory import tls_server
+from .tls_memory import certificates, tls_server
 from .tls_raw_client import LIBRARIES, RawTLSClient
 
 HIGH_WATER = 16 * 1024
@@ -18,8 +22,12 @@ HIGH_WATER = 16 * 1024
 BOUND = HIGH_WATER + 64 * 1024
 
 
-class UnaskedOutputTests(SynchronousTestCase):
+class UnaskedOutputMixin:
     """A client that floods key updates while its request is in a callback."""
+
+    def layer(self, channel: IProtocol) -> IProtocol:
+        """The TLS layer under test, in front of C{channel}."""
+        raise NotImplementedError
 
     def setUp(self) -> None:
         if LIBRARIES is None:
@@ -30,7 +38,7 @@ class UnaskedOutputTests(SynchronousTestCase):
         self.token = self.server.login()
         channel = self.server.service.site.buildProtocol(IPv4Address("TCP", "10.0.0.7", 50000))
         self.transport = SlowReaderTransport(high_water=HIGH_WATER)
-        self.tls = tls_server(channel)
+        self.tls = self.layer(channel)
         self.tls.makeConnection(self.transport)
         self.client = RawTLSClient()
         self.addCleanup(self.client.close)
@@ -40,7 +48,11 @@ class UnaskedOutputTests(SynchronousTestCase):
             self.client.incoming(self.transport.drain())
             if done:
                 break
-        self.assertTrue(self.tls._handshaken)
+        self.assertTrue(done)
+
+    def release(self) -> None:
+        """Run the held job and deliver its result."""
+        self.server.pool.release()
 
     def send(self) -> None:
         """Hand the server what the client has written."""
@@ -64,12 +76,52 @@ class UnaskedOutputTests(SynchronousTestCase):
         self.assertLess(len(self.transport.value()), BOUND)
         self.client.incoming(self.transport.drain())
         self.assertEqual(self.transport.producerState, "paused")  # the request is in hand
-        self.server.pool.release()
+        self.release()
         self.assertEqual(self.transport.producerState, "producing")
         self.client.incoming(self.transport.drain())
         self.assertTrue(self.client.read().startswith(b"HTTP/1.1 200 OK"))
         self.client.write(request_bytes(cookie=self.token))
         self.send()
-        self.server.pool.release()
+        self.release()
         self.client.incoming(self.transport.drain())
         self.assertTrue(self.client.read().startswith(b"HTTP/1.1 200 OK"))
+
+    def test_client_that_leaves_while_reading_is_paused(self) -> None:
+        """Reading paused by the flood, the reactor cannot see the client leave: the worker asks
+        the socket, does not run the callback, and the connection is closed."""
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.transport.getHandle = lambda: ours  # type: ignore[method-assign]
+        self.client.write(request_bytes(cookie=self.token))
+        self.send()
+        while self.transport.producerState == "producing":
+            self.client.key_update()
+            self.send()
+        theirs.close()
+        self.release()
+        self.assertEqual(self.server.pool.ran, 0)
+        self.assertTrue(self.transport.disconnected)
+
+
+class ServerapiLayerTests(UnaskedOutputMixin, SynchronousTestCase):
+    """serverapi's own TLS layer (C{setConnectionSecurityParams}, C{--tls-cert})."""
+
+    def layer(self, channel: IProtocol) -> IProtocol:
+        """serverapi's layer, with the test certificate."""
+        return tls_server(channel)
+
+
+class TwistedLayerTests(UnaskedOutputMixin, SynchronousTestCase):
+    """Twisted's TLS layer, as an C{ssl:} endpoint wraps the site."""
+
+    def layer(self, channel: IProtocol) -> IProtocol:
+        """Twisted's layer, with the test certificate (as C{ssl:...:privateKey=...})."""
+        certs = certificates()
+        options = DefaultOpenSSLContextFactory(certs.server_key, certs.server_cert)
+        factory = TLSMemoryBIOFactory(options, False, None, clock=self.server.reactor)
+        return factory.protocol(factory, channel)
+
+    def release(self) -> None:
+        """Run the held job; the layer sends small writes on the reactor's next turn."""
+        super().release()
+        self.server.reactor.advance(0)
