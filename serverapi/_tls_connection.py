@@ -120,7 +120,8 @@ class TLSServerConnection(Protocol):
         # a renegotiation (rarely anything).  A client that asks for these over and over and
         # never reads them fills the send buffer, and the channel then stops reading the socket
         # (L{APIChannel.pauseProducing}), even with a request in hand.
-        self._send_pending()
+        if self._outgoing.pending:
+            self._send_pending()
 
     def _handshake(self, data: bytes) -> bool:
         """Go on with the handshake with C{data}; whether it is complete (and any records
