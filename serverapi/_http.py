@@ -145,6 +145,11 @@ class APIChannel(IdleTimeout, http.HTTPChannel):
     send_at_once: Callable[[bytes], None]
     _host: Any = None
     _peer: Any = None
+    #: Why the socket is not read while a request is in hand (the reactor then cannot see the
+    #: client leave, and a job asks the socket instead): the request waits behind too many
+    #: others (L{hold_reading}), or the send buffer is full (L{pauseProducing}).
+    reading_held = False
+    send_buffer_full = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -208,10 +213,17 @@ class APIChannel(IdleTimeout, http.HTTPChannel):
         channel instead stops parsing (C{LineReceiver.paused}) and stops reading the socket;
         L{resumeProducing} carries on once the client has read.
         """
+        self.reading_held = self.send_buffer_full = False
         if waiting_for_transport(self):
             self.paused = True
             self.transport.pauseProducing()
         super().requestDone(request)
+
+    def hold_reading(self) -> None:
+        """Read nothing more until the request in hand is answered: it waits behind too many
+        others (C{HTTPChannel.requestDone} resumes reading once it is answered)."""
+        self.reading_held = True
+        self.transport.pauseProducing()
 
     def pauseProducing(self) -> None:
         """The send buffer is full: read the socket no further, even with a request in hand.
@@ -219,16 +231,21 @@ class APIChannel(IdleTimeout, http.HTTPChannel):
         C{HTTPChannel} goes on reading while it handles a request (this channel watches for
         the client leaving meanwhile).  But a full buffer then means the client is not reading,
         and what a TLS layer writes of its own accord (the answer to each of a client's key
-        updates) would pile up without bound.  Reading resumes once the buffer drains and the
-        request is answered (C{HTTPChannel.requestDone}).
+        updates) would pile up without bound.  L{resumeProducing} reads again once it drains.
         """
         super().pauseProducing()
         if handling_request(self) and self.transport is not None:
+            self.send_buffer_full = True
             self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:
-        """The client read its answers: read the socket and parse held requests again."""
+        """The client read its answers: read the socket again (with a request in hand, unless
+        it is held) and parse held requests again."""
         super().resumeProducing()
+        if self.send_buffer_full:
+            self.send_buffer_full = False
+            if handling_request(self) and not self.reading_held and self.transport is not None:
+                self.transport.resumeProducing()
         if self.paused and not waiting_for_transport(self) and self.transport is not None:
             self.paused = False
             self.dataReceived(b"")

@@ -14,6 +14,9 @@ _TCP_INFO: int | None = getattr(socket, "TCP_INFO", None) if sys.platform.starts
     "linux") else None
 _ESTABLISHED = 1  # TCP_ESTABLISHED; a client's close or reset moves it on (CLOSE_WAIT, CLOSE)
 _INET = (socket.AF_INET, socket.AF_INET6)
+# How many transports deep the socket is looked for (a TLS layer over TCP is two): a chain
+# that goes on (a test's mock, a transport that names itself) ends there.
+_LAYERS = 4
 # Other sockets: the poll event for a peer that closed its side (Linux reports it even with
 # unread bytes before the close, where a peek would see only those bytes), else a peek.
 _PEER_CLOSED: int = getattr(select, "POLLRDHUP", 0) if hasattr(select, "poll") else 0
@@ -56,12 +59,14 @@ def _socket(transport: Any) -> socket.socket | None:
     Through a TLS layer too: Twisted's (an C{ssl:} endpoint) answers C{getHandle} with its
     OpenSSL connection, and its socket is its own transport's.
     """
-    while transport is not None:
+    for _ in range(_LAYERS):
         get_handle = getattr(transport, "getHandle", None)
         handle = get_handle() if get_handle is not None else None
         if isinstance(handle, socket.socket):
             return handle
         transport = getattr(transport, "transport", None)
+        if transport is None:
+            break
     return None
 
 

@@ -18,7 +18,7 @@ from twisted.web.server import NOT_DONE_YET
 from ._config import ServerConfig
 from ._credentials import Credentials
 from ._dispatch import Dispatcher, Job
-from ._internals import client_gone, waiting_for_transport
+from ._internals import client_gone
 from ._json import BadJSON, encode, parse_object
 from ._logging import describe_exception, loggable_username
 from ._origins import OriginPolicy
@@ -504,8 +504,8 @@ class _Exchange(Job):
     def _unread(self) -> bool:
         """Whether the reactor has stopped reading this request's connection: it is held, or
         its client is not reading its answers (L{APIChannel.pauseProducing})."""
-        channel = getattr(self.request, "channel", None)
-        return self.held or (channel is not None and waiting_for_transport(channel))
+        return self.held or getattr(getattr(self.request, "channel", None), "send_buffer_full",
+                                    False)
 
     def finished(self, ok: bool, value: Any) -> None:
         if ok and value is None:
@@ -543,7 +543,11 @@ class _Exchange(Job):
         channel = getattr(self.request, "channel", None)
         if channel is not None and channel.transport is not None:
             self.held = True
-            channel.transport.pauseProducing()
+            hold_reading = getattr(channel, "hold_reading", None)
+            if hold_reading is not None:
+                hold_reading()
+            else:  # another site's channel (the resource in a program's own site)
+                channel.transport.pauseProducing()
 
 
 class _PasswordCheck(Job):

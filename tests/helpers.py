@@ -157,6 +157,10 @@ class TCPStringTransport(StringTransport):
         """The option as set."""
         return self.no_delay
 
+    def getHandle(self) -> Any:
+        """No socket: the connection is in memory (and its client taken as there)."""
+        return None
+
 
 #: Where L{SlowReaderTransport}'s send buffer counts as full.
 HIGH_WATER = 256 * 1024

@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import HIGH_WATER, MemoryServer, SlowReaderTransport, request_bytes
+from .helpers import HIGH_WATER, HeldPool, MemoryServer, SlowReaderTransport, request_bytes
 
 BIG = "x" * (128 * 1024)
 
@@ -60,3 +60,49 @@ class PipelineTests(SynchronousTestCase):
                 break
             answered += data.count(b"HTTP/1.1 404 ")
         self.assertEqual(answered, 5_000)
+
+
+class InHandTests(SynchronousTestCase):
+    """A connection whose send buffer fills while its request is in a callback."""
+
+    def setUp(self) -> None:
+        self.server = MemoryServer(pool=HeldPool(), max_threads=1, max_queued_requests=0)
+        self.token = self.server.login()
+
+    def connect(self) -> tuple[Any, SlowReaderTransport]:
+        """A connection whose request waits in the pool."""
+        channel = self.server.service.site.buildProtocol(None)
+        transport = SlowReaderTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(request_bytes(cookie=self.token))
+        return channel, transport
+
+    def test_reading_stops_and_resumes(self) -> None:
+        """The socket is read no further while the buffer is full, and again once it drains,
+        before the request is answered."""
+        channel, transport = self.connect()
+        self.assertEqual(transport.producerState, "producing")
+        transport.write(b"x" * (HIGH_WATER + 1))  # what a TLS layer writes of its own accord
+        self.assertEqual(transport.producerState, "paused")
+        self.assertTrue(channel.send_buffer_full)
+        transport.drain()
+        self.assertEqual(transport.producerState, "producing")
+        self.assertFalse(channel.send_buffer_full)
+        self.server.pool.release()
+        self.assertIn(b"HTTP/1.1 200 OK", transport.value())
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_held_request_stays_unread_after_a_drain(self) -> None:
+        """A request held behind too many others is not read again when the buffer drains,
+        only once it is answered."""
+        self.connect()  # fills the one worker's place
+        channel, transport = self.connect()
+        self.assertTrue(channel.reading_held)
+        self.assertEqual(transport.producerState, "paused")
+        transport.write(b"x" * (HIGH_WATER + 1))
+        transport.drain()
+        self.assertEqual(transport.producerState, "paused")
+        self.server.pool.release(1)
+        self.assertIn(b"HTTP/1.1 200 OK", transport.value())
+        self.assertEqual(transport.producerState, "producing")
+        self.assertFalse(channel.reading_held)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import select
 import socket
 import struct
+import threading
 from typing import Any
+from unittest.mock import Mock
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -124,6 +126,23 @@ class StillConnectedTests(SynchronousTestCase):
         client.close()
         self.wait_for_close(server)
         self.assertFalse(still_connected(TwistedTLSLayer(SocketTransport(server))))
+
+    def test_transports_that_go_on(self) -> None:
+        """A chain of transports that never ends (a test's mock, a transport that names
+        itself) is looked down only a few layers: no socket, so taken as there."""
+
+        class NamesItself:
+            def getHandle(self) -> Any:
+                return None
+
+        itself = NamesItself()
+        itself.transport = itself  # type: ignore[attr-defined]
+        answers: list[bool] = []
+        check = threading.Thread(target=lambda: answers.extend(
+            [still_connected(itself), still_connected(Mock())]), daemon=True)
+        check.start()
+        check.join(10)  # (a walk without an end would never return)
+        self.assertEqual(answers, [True, True])
 
     def test_no_socket(self) -> None:
         """A transport without a socket (in memory), or none at all, is taken as there."""

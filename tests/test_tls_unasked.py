@@ -60,22 +60,29 @@ class UnaskedOutputMixin:
         if data:
             self.tls.dataReceived(data)
 
+    def flood(self) -> None:
+        """Send key updates until the server stops reading (at most 20,000 of them)."""
+        for _ in range(20_000):
+            if self.transport.producerState != "producing":
+                break
+            self.client.key_update()
+            self.send()
+        self.assertEqual(self.transport.producerState, "paused")
+        self.assertLess(len(self.transport.value()), BOUND)
+
     def test_key_updates_while_a_request_is_in_a_callback(self) -> None:
         """Once the answers to key updates fill the send buffer, the socket is read no further
         (a real client's flood then waits in its own kernel buffers); reading resumes once the
-        client has read and the request is answered, and the connection goes on serving."""
+        client has read, with the request still in hand (so the reactor would see the client
+        leave) and after it is answered, and the connection goes on serving."""
         self.client.write(request_bytes(cookie=self.token))
         self.send()
         self.assertEqual(len(self.server.pool.jobs), 1)
-        updates = 0
-        while self.transport.producerState == "producing" and updates < 20_000:
-            self.client.key_update()
-            self.send()
-            updates += 1
-        self.assertEqual(self.transport.producerState, "paused")
-        self.assertLess(len(self.transport.value()), BOUND)
+        self.flood()
         self.client.incoming(self.transport.drain())
-        self.assertEqual(self.transport.producerState, "paused")  # the request is in hand
+        self.assertEqual(self.transport.producerState, "producing")  # the request in hand
+        self.flood()  # and again
+        self.client.incoming(self.transport.drain())
         self.release()
         self.assertEqual(self.transport.producerState, "producing")
         self.client.incoming(self.transport.drain())
@@ -86,6 +93,22 @@ class UnaskedOutputMixin:
         self.client.incoming(self.transport.drain())
         self.assertTrue(self.client.read().startswith(b"HTTP/1.1 200 OK"))
 
+    def test_answered_while_the_buffer_is_full(self) -> None:
+        """Answered before the client reads, the next pipelined request is parsed only once the
+        client has read; then it is served too."""
+        self.client.write(request_bytes(cookie=self.token) * 2)
+        self.send()
+        self.flood()
+        self.release()
+        self.assertEqual(self.transport.producerState, "paused")
+        self.assertEqual(self.server.pool.jobs, [])  # the second request is not parsed yet
+        self.client.incoming(self.transport.drain())
+        self.assertEqual(self.transport.producerState, "producing")
+        self.release()
+        self.client.incoming(self.transport.drain())
+        answers = b"".join(iter(self.client.read, b""))
+        self.assertEqual(answers.count(b"HTTP/1.1 200 OK"), 2)
+
     def test_client_that_leaves_while_reading_is_paused(self) -> None:
         """Reading paused by the flood, the reactor cannot see the client leave: the worker asks
         the socket, does not run the callback, and the connection is closed."""
@@ -94,9 +117,7 @@ class UnaskedOutputMixin:
         self.transport.getHandle = lambda: ours  # type: ignore[method-assign]
         self.client.write(request_bytes(cookie=self.token))
         self.send()
-        while self.transport.producerState == "producing":
-            self.client.key_update()
-            self.send()
+        self.flood()
         theirs.close()
         self.release()
         self.assertEqual(self.server.pool.ran, 0)
