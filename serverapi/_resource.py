@@ -471,7 +471,7 @@ def _release_input(request: IRequest) -> None:
 class _Exchange(Job):
     """One /communicate request: its callback runs in a worker, its answer on the reactor."""
 
-    __slots__ = ("resource", "request", "session", "data", "held")
+    __slots__ = ("resource", "request", "session", "data", "held", "left")
 
     def __init__(self, resource: CommunicateResource, request: IRequest,
                  session: LoginSession, data: dict[str, Any]) -> None:
@@ -480,6 +480,8 @@ class _Exchange(Job):
         self.session = session
         self.data = data
         self.held = False
+        #: Whether its socket said the client left (so the connection is closed if dropped).
+        self.left = False
 
     def run(self) -> tuple[bool, bool, bytes] | None:
         """The callback's encoded answer; C{None}, without calling it, if the session ended
@@ -494,12 +496,16 @@ class _Exchange(Job):
         """Whether the client still waits: a job whose client left is never run.
 
         The reactor does not read a connection that is held or whose send buffer is full, so it
-        cannot have seen that client leave: its socket is asked instead.
+        cannot have seen that client leave: its socket is asked instead (once: a client that
+        left stays gone).
         """
         request = self.request
-        if client_gone(request):
+        if self.left or client_gone(request):
             return False
-        return not self._unread() or still_connected(getattr(request.channel, "transport", None))
+        if not self._unread() or still_connected(getattr(request.channel, "transport", None)):
+            return True
+        self.left = True
+        return False
 
     def _unread(self) -> bool:
         """Whether the reactor has stopped reading this request's connection: it is held, or
@@ -530,9 +536,9 @@ class _Exchange(Job):
         nothing else would see the client go, answer it or time it out."""
         super().dropped()
         request = self.request
-        if not client_gone(request) and self._unread():
-            transport = getattr(request.channel, "transport", None)
-            if transport is not None and not still_connected(transport):
+        if self.left and not client_gone(request):
+            transport = getattr(getattr(request, "channel", None), "transport", None)
+            if transport is not None:
                 transport.abortConnection()
 
     def hold(self) -> None:

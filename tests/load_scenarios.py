@@ -12,6 +12,7 @@ from typing import Any
 from serverapi import ThreadedAPIServer
 from serverapi._peer import still_connected
 
+from .helpers import wait_until
 from .scenarios import ScenarioSet
 
 scenario = ScenarioSet()
@@ -145,15 +146,6 @@ def pipelining_reader_that_never_reads() -> dict[str, Any]:
         server.stopAPIServer()
 
 
-def _wait(predicate: Any, limit: float = 10.0) -> None:
-    """Poll until C{predicate()} is true (raises after C{limit} seconds)."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.01)
-
-
 @scenario
 def held_client_that_leaves() -> dict[str, Any]:
     """One worker and no queue: a second request is held (its connection is not read), and
@@ -179,16 +171,16 @@ def held_client_that_leaves() -> dict[str, Any]:
         second = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         second.sendall(communicate_bytes(token, "second"))
         callbacks = server._service.callbacks  # type: ignore[union-attr]
-        _wait(lambda: callbacks.in_flight == 2)
+        wait_until(lambda: callbacks.in_flight == 2)
         second.close()
         site = server._service.site  # type: ignore[union-attr]
-        _wait(lambda: not all(still_connected(channel.transport)
+        wait_until(lambda: not all(still_connected(channel.transport)
                               for channel in list(site.channels)))  # the close has arrived
         release.set()
         answer = first.recv(65536)
-        _wait(lambda: callbacks.in_flight == 0)
+        wait_until(lambda: callbacks.in_flight == 0)
         first.close()
-        _wait(lambda: not site.channels)  # the held connection is closed too, not leaked
+        wait_until(lambda: not site.channels)  # the held connection is closed too, not leaked
         return {"ran": ran, "first_status": int(answer.split()[1])}
     finally:
         server.stopAPIServer()
