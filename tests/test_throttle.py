@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from serverapi._throttle import LoginThrottle, address_group
+from serverapi._throttle import ADDRESS_GROUPS_REMEMBERED, LoginThrottle, address_group
 
 
 class ThrottleTests(SynchronousTestCase):
@@ -95,3 +95,11 @@ class ThrottleTests(SynchronousTestCase):
         for index in range(3):
             self.throttle.failed("alice", f"2001:db8::{index + 1}")
         self.assertGreater(self.throttle.retry_after("alice", "2001:db8::99"), 0)
+
+    def test_remembered_groups_bounded(self) -> None:
+        """Groups are remembered for a bounded number of addresses, and stay right past it."""
+        for index in range(ADDRESS_GROUPS_REMEMBERED + 500):
+            address_group(f"2001:db8:{index:x}::1")
+        self.assertLessEqual(address_group.cache_info().currsize, ADDRESS_GROUPS_REMEMBERED)
+        self.assertEqual(address_group("2001:db8:0::7"), "2001:db8::/64")
+        self.assertEqual(address_group("not an address"), "not an address")
