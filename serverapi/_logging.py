@@ -16,6 +16,10 @@ MAX_LOGGED_USERNAME = 64
 # (the daemon's stdlib-to-twisted bridge skips such records, so none is written twice).
 AUDIT_MARK = "serverapi_audit"
 _AUDIT_EXTRA = {AUDIT_MARK: True}
+# The attribute that marks a stdlib logger whose records all end up in twisted.logger (the
+# daemon's bridge): audit events, twisted.logger events already, are not made into stdlib records
+# for it at all (making one costs more than the line it would not write).
+BRIDGED_TO_TWISTED = "serverapi_bridged_to_twisted"
 _LEVELS = {logging.DEBUG: LogLevel.debug, logging.INFO: LogLevel.info,
            logging.WARNING: LogLevel.warn, logging.ERROR: LogLevel.error,
            logging.CRITICAL: LogLevel.critical}
@@ -30,6 +34,7 @@ class SafeLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def __init__(self, logger: logging.Logger) -> None:
         super().__init__(logger, {})
+        self._audit_lines = not getattr(logger, BRIDGED_TO_TWISTED, False)
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         """Pass messages through unchanged (no extra context)."""
@@ -48,15 +53,17 @@ class SafeLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
               peer: str | None = None, token_sha256: str | None = None,
               reason: str | None = None, level: int = logging.INFO,
               exc_info: BaseException | bool | None = None) -> None:
-        """Log one audit event: the stdlib line (C{msg % args}, as always) and a twisted.logger
-        event in namespace C{serverapi} with the fields C{event}, C{user}, C{peer},
-        C{token_sha256} and C{reason}, so JSON log observers can be queried.  Never raises.
+        """Log one audit event: the stdlib line (C{msg % args}; not for a logger bridged into
+        twisted.logger) and a twisted.logger event in namespace C{serverapi} with the fields
+        C{event}, C{user}, C{peer}, C{token_sha256} and C{reason}, so JSON log observers can be
+        queried.  Never raises.
 
         The twisted event's C{text} is the stdlib line, followed by the traceback when there is
         one.  (The traceback is text, not a C{log_failure}: an audit event is a record of what
         happened to a client, not an unhandled error.)
         """
-        self.log(level, msg, *args, exc_info=exc_info, extra=_AUDIT_EXTRA)
+        if self._audit_lines:
+            self.log(level, msg, *args, exc_info=exc_info, extra=_AUDIT_EXTRA)
         try:
             text = msg % args if args else msg
             if exc_info:

@@ -24,7 +24,7 @@ from ._config import (COOKIE_LEVELS, DEFAULT_ENDPOINT, DEFAULTS, NUMBERS, Server
                       check_callable, daemon_flag)
 from ._credentials import CredentialsFileError, read_credentials_file, \
     readable_plaintext_warning
-from ._logging import AUDIT_MARK
+from ._logging import AUDIT_MARK, BRIDGED_TO_TWISTED
 from ._process_service import ProcessService, check_for_workers
 from ._service import APIService, makeAPIService
 from ._store import SessionStoreUnavailable
@@ -269,6 +269,7 @@ def daemon_logger() -> logging.Logger:
         logger.addHandler(_TwistedLogHandler())
         logger.setLevel(logging.INFO)
         logger.propagate = False
+        setattr(logger, BRIDGED_TO_TWISTED, True)  # audit events reach twistd's log directly
     return logger
 
 

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from serverapi._logging import AUDIT_MARK, SafeLogger
 from serverapi._sessions import SessionRegistry
-from serverapi.tap import _TwistedLogHandler
+from serverapi.tap import _TwistedLogHandler, daemon_logger
 
 from .helpers import HeldPool, MemoryServer, recording_logger, request_bytes, status_of
 
@@ -119,6 +119,30 @@ class SafeLoggerAuditTests(SynchronousTestCase):
         self.assertEqual(texts, ["Session ended (logout)", "serverapi listening on somewhere"])
         self.assertEqual([event.get("event") for event in seen
                           if event.get("log_namespace") == "serverapi"], ["logout", None])
+
+    def test_daemon_logger_makes_no_audit_records(self) -> None:
+        """The daemon's logger, bridged into twistd's log, is given no stdlib record for an
+        audit event (the event itself is written once); its plain lines still pass."""
+        seen: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        logger = daemon_logger()
+        made: list[logging.LogRecord] = []
+
+        def keep(record: logging.LogRecord) -> bool:
+            made.append(record)
+            return True
+
+        logger.addFilter(keep)
+        self.addCleanup(logger.removeFilter, keep)
+        log = SafeLogger(logger)
+        log.audit("login", "Login: user=%s", "'al'", user="al")
+        log.info("serverapi listening on somewhere")
+        self.assertEqual([record.getMessage() for record in made],
+                         ["serverapi listening on somewhere"])
+        self.assertEqual([(event.get("event"), event.get("text")) for event in seen
+                          if event.get("log_namespace") == "serverapi"],
+                         [("login", "Login: user='al'"), (None, "serverapi listening on somewhere")])
 
 
 class ServerAuditTests(SynchronousTestCase):
