@@ -549,11 +549,7 @@ class _Exchange(Job):
         channel = getattr(self.request, "channel", None)
         if channel is not None and channel.transport is not None:
             self.held = True
-            hold_reading = getattr(channel, "hold_reading", None)
-            if hold_reading is not None:
-                hold_reading()
-            else:  # another site's channel (the resource in a program's own site)
-                channel.transport.pauseProducing()
+            channel.hold_reading()  # every channel of the API's site is an APIChannel
 
 
 class _PasswordCheck(Job):
