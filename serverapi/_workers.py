@@ -140,19 +140,26 @@ class ThreadedCallbackPool:
             except BaseException as error:  # handed to the reactor, which logs it
                 result = (job, False, error)
             with self._lock:
-                results = self._results
-                results.append(result)
-                wake = len(results) == 1
+                self._results.append(result)
+                wake = len(self._results) == 1
+            # Hold nothing while waiting for the next job: a worker that kept the batch it
+            # added to would keep every answered request in it alive until its next job.
+            del job, result
             if wake:
                 self._reactor.callFromThread(self._deliver)
-            del job, result
 
     def _deliver(self) -> None:
-        """On the reactor: hand every finished result to its job, whatever another one does."""
+        """On the reactor: hand every finished result to its job, whatever another one does.
+
+        Each result is let go as soon as it is handed over, so an answered request is freed
+        at once rather than when the whole batch is done.
+        """
         with self._lock:
             results, self._results = self._results, []
-        for job, ok, value in results:
-            _report(job, ok, value)
+        results.reverse()
+        take = results.pop
+        while results:
+            _report(*take())
 
 
 def _report(job: PoolJob, ok: bool, value: Any) -> None:

@@ -136,6 +136,31 @@ class SharedSiteTests(SynchronousTestCase):
         server.raw(b"GET /cookies HTTP/1.1\r\nHost: h\r\nCookie: theme=dark\r\n\r\n")
         self.assertEqual(seen, [b"dark"])
 
+    def test_other_paths_set_cookies_and_hear_the_finish(self) -> None:
+        """Other resources may add cookies and ask to hear when their answer is done, as on
+        any Twisted request (the API's requests make those lists only when asked)."""
+        finished: list[Any] = []
+
+        class Greeting(Resource):
+            """Sets a cookie and waits for its answer's end."""
+
+            isLeaf = True
+
+            def render_GET(self, request: Any) -> bytes:
+                request.addCookie(b"seen", b"yes", path=b"/")
+                request.addCookie(b"theme", b"dark")
+                request.notifyFinish().addCallback(finished.append)
+                return b"hello"
+
+        root = site_tree()
+        root.putChild(b"greeting", Greeting())
+        server = MemoryServer(others=root)
+        answer, _ = server.raw(b"GET /greeting HTTP/1.1\r\nHost: h\r\n\r\n")
+        self.assertEqual(status_of(answer), 200)
+        self.assertIn(b"\r\nSet-Cookie: seen=yes; Path=/\r\n", answer)
+        self.assertIn(b"\r\nSet-Cookie: theme=dark\r\n", answer)
+        self.assertEqual(finished, [None])
+
     def test_unknown_paths_are_the_tree(self) -> None:
         """A path neither the API nor the tree knows is the tree's 404 (not the API's JSON)."""
         answer, _ = self.server.raw(b"GET /nowhere HTTP/1.1\r\nHost: h\r\n\r\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +61,10 @@ class FunctionJob:
 
     def dropped(self) -> None:
         self.was_dropped = True
+
+
+class Value:
+    """A result that can be watched through a weak reference."""
 
 
 class GatedJob(Job):
@@ -127,6 +132,38 @@ class PoolTests(SynchronousTestCase):
         self.assertTrue(wait_until(lambda: len(self.pool._results) == 3))
         self.assertEqual(self.reactor.run_pending(), 1)
         self.assertEqual(sorted(results), [0, 1, 2])
+
+    def test_delivered_results_are_let_go(self) -> None:
+        """Once delivered, a result is referenced by nothing in the pool: idle workers keep no
+        batch they added to, so an answered request is freed at once, not at their next job."""
+        gate = threading.Event()
+        values = [Value() for _ in range(6)]
+        alive = [weakref.ref(value) for value in values]
+        delivered: list[bool] = []
+        for value in values:
+            self.pool.submit(FunctionJob(lambda value=value: gate.wait(10) and value,
+                                         lambda ok, v: delivered.append(ok)))
+        del value, values
+        gate.set()
+        self.assertTrue(wait_until(lambda: self.reactor.run_pending() >= 0
+                                   and len(delivered) == 6))
+        self.assertTrue(wait_until(lambda: all(ref() is None for ref in alive), timeout=2),
+                        [ref() is not None for ref in alive])
+
+    def test_each_result_let_go_as_delivered(self) -> None:
+        """Within one batch, each result is let go as soon as its job has heard it, before
+        the next job of the batch hears its own."""
+        pool = ThreadedCallbackPool(FakeReactor(), 1, name="unstarted")
+        values = [Value() for _ in range(3)]
+        alive = [weakref.ref(value) for value in values]
+        still_alive: list[int] = []
+        job = FunctionJob(lambda: None, lambda ok, v: still_alive.append(
+            sum(ref() is not None for ref in alive) - 1))  # less the one it is handed
+        pool._results = [(job, True, value) for value in values]
+        del values
+        pool._deliver()
+        self.assertEqual(still_alive, [2, 1, 0])
+        self.assertEqual(pool._results, [])
 
     def test_stop_does_not_wait_for_stuck_work(self) -> None:
         """stop() returns while a job is still running; the stuck thread is a daemon."""
