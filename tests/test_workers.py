@@ -151,18 +151,22 @@ class PoolTests(SynchronousTestCase):
                         [ref() is not None for ref in alive])
 
     def test_each_result_let_go_as_delivered(self) -> None:
-        """Within one batch, each result is let go as soon as its job has heard it, before
-        the next job of the batch hears its own."""
+        """Within one batch, results are handed over in the order they finished, and each is
+        let go as soon as its job has heard it, before the next job hears its own."""
         pool = ThreadedCallbackPool(FakeReactor(), 1, name="unstarted")
         values = [Value() for _ in range(3)]
         alive = [weakref.ref(value) for value in values]
-        still_alive: list[int] = []
-        job = FunctionJob(lambda: None, lambda ok, v: still_alive.append(
-            sum(ref() is not None for ref in alive) - 1))  # less the one it is handed
+        heard: list[tuple[int, int]] = []  # (which result, how many others are still alive)
+
+        def done(ok: bool, value: Any) -> None:
+            which = [ref() for ref in alive].index(value)
+            heard.append((which, sum(ref() is not None for ref in alive) - 1))
+
+        job = FunctionJob(lambda: None, done)
         pool._results = [(job, True, value) for value in values]
         del values
         pool._deliver()
-        self.assertEqual(still_alive, [2, 1, 0])
+        self.assertEqual(heard, [(0, 2), (1, 1), (2, 0)])
         self.assertEqual(pool._results, [])
 
     def test_stop_does_not_wait_for_stuck_work(self) -> None:
