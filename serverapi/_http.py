@@ -18,8 +18,9 @@ from twisted.web import http, server
 
 from ._deadlines import Deadlines
 from ._idle import IdleTimeout
-from ._internals import (arm_cut_off, client_gone, handling_request, holds_unparsed_bytes,
-                         request_line, request_version, waiting_for_transport)
+from ._internals import (arm_cut_off, client_gone, collect_into, collected_input,
+                         handling_request, holds_unparsed_bytes, request_line, request_version,
+                         waiting_for_transport)
 from ._logging import SafeLogger
 from ._proxies import ForwardedClient, ProxyPolicy
 from ._responses import close_after_response, raw_error, send_error, sender
@@ -238,12 +239,18 @@ class APIChannel(IdleTimeout, http.HTTPChannel):
         buffer every answer of a client that never reads).  While the transport is full, this
         channel instead stops parsing (C{LineReceiver.paused}) and stops reading the socket;
         L{resumeProducing} carries on once the client has read.
+
+        It also keeps one list per connection for what arrives while a request is in hand,
+        where C{HTTPChannel} makes a new one per request: that list lives through a request's
+        whole cycle, long enough to be promoted by the garbage collector (docs/performance.md).
         """
         self.reading_held = self.send_buffer_full = False
         if waiting_for_transport(self):
             self.paused = True
             self.transport.pauseProducing()
+        collected = collected_input(self)
         super().requestDone(request)
+        collect_into(self, collected)
 
     def hold_reading(self) -> None:
         """Read nothing more until the request in hand is answered: it waits behind too many

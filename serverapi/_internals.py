@@ -50,6 +50,21 @@ def holds_unparsed_bytes(channel: Any) -> bool:
     return bool(channel._buffer)
 
 
+def collected_input(channel: Any) -> list[bytes]:
+    """The list in which the channel collects what arrives while a request is in hand
+    (C{HTTPChannel._dataBuffer}); C{requestDone} joins it, then starts a new one."""
+    return cast(list[bytes], channel._dataBuffer)
+
+
+def collect_into(channel: Any, collected: list[bytes]) -> None:
+    """Collect into C{collected} (emptied) from now on, in place of the empty list
+    C{requestDone} has just made, unless something already went into that one."""
+    current = channel._dataBuffer
+    if current is not collected and not current:
+        collected.clear()
+        channel._dataBuffer = collected
+
+
 def arm_cut_off(channel: Any, delay: float) -> None:
     """Abort the channel's connection in C{delay} seconds unless it closes first, by the timer
     C{HTTPChannel.timeoutConnection} arms (C{_abortingCall}, which C{connectionLost} cancels);
@@ -101,7 +116,7 @@ def _missing() -> list[str]:
     """The names above that this Twisted lacks."""
     channel = HTTPChannel()
     missing = [f"HTTPChannel.{name}" for name in ("_handlingRequest", "_waitingForTransport",
-                                                  "_buffer", "_abortingCall")
+                                                  "_buffer", "_abortingCall", "_dataBuffer")
                if not hasattr(channel, name)]
     missing += [f"HTTPChannel.{name}" for name in OVERRIDDEN_CHANNEL_METHODS
                 if not callable(getattr(HTTPChannel, name, None))]

@@ -7,6 +7,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from serverapi._internals import collected_input
+
 from .helpers import HeldPool, MemoryServer, request_bytes
 
 WAITING = 100
@@ -50,3 +52,17 @@ class FootprintTests(SynchronousTestCase):
         every = list(range(WAITING))
         per_request = tracked_per_waiting_request(every, every)
         self.assertLessEqual(per_request, 3.1, per_request)
+
+    def test_one_input_list_per_connection(self) -> None:
+        """A connection collects what arrives during a request in the same list request after
+        request (Twisted's channel makes a new one each time), and answers pipelined requests
+        as before."""
+        server = MemoryServer()
+        request = request_bytes(body=ECHO, cookie=server.login())
+        channel, transport = server.connect()
+        channel.dataReceived(request)
+        collected = collected_input(channel)
+        channel.dataReceived(request + request + request)
+        self.assertIs(collected_input(channel), collected)
+        self.assertEqual(collected, [])
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 "), 4)

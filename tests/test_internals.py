@@ -71,3 +71,32 @@ class InternalsTests(SynchronousTestCase):
         self.assertFalse(_internals.client_gone(request))
         channel.connectionLost(Failure(ConnectionDone()))
         self.assertTrue(_internals.client_gone(request))
+
+    def test_collected_input(self) -> None:
+        """Bytes that arrive while a request is in hand are collected in a list that
+        requestDone joins and replaces; collect_into puts the emptied older list back, but
+        only while nothing has gone into the new one."""
+
+        class Holding(Request):
+            """Keeps the request in hand until the test finishes it."""
+
+            def process(self) -> None:
+                pass
+
+        channel = HTTPChannel()
+        channel.requestFactory = Holding
+        channel.makeConnection(StringTransport())
+        channel.dataReceived(b"GET /first HTTP/1.1\r\nHost: h\r\n\r\n")
+        older = _internals.collected_input(channel)
+        channel.dataReceived(b"GET /next HTTP/1.1\r\n")
+        self.assertEqual(b"".join(older), b"GET /next HTTP/1.1\r\n")
+        channel.requests[0].finish()
+        newer = _internals.collected_input(channel)
+        self.assertIsNot(newer, older)
+        self.assertEqual(newer, [])
+        _internals.collect_into(channel, older)
+        self.assertIs(_internals.collected_input(channel), older)
+        self.assertEqual(older, [])
+        older.append(b"arrived")
+        _internals.collect_into(channel, [])
+        self.assertEqual(_internals.collected_input(channel), [b"arrived"])
