@@ -471,7 +471,7 @@ def _release_input(request: IRequest) -> None:
 class _Exchange(Job):
     """One /communicate request: its callback runs in a worker, its answer on the reactor."""
 
-    __slots__ = ("resource", "request", "session", "data", "held", "left")
+    __slots__ = ("resource", "request", "session", "data", "left")
 
     def __init__(self, resource: CommunicateResource, request: IRequest,
                  session: LoginSession, data: dict[str, Any]) -> None:
@@ -479,7 +479,6 @@ class _Exchange(Job):
         self.request = request
         self.session = session
         self.data = data
-        self.held = False
         #: Whether its socket said the client left (so the connection is closed if dropped).
         self.left = False
 
@@ -508,10 +507,13 @@ class _Exchange(Job):
         return False
 
     def _unread(self) -> bool:
-        """Whether the reactor has stopped reading this request's connection: it is held, or
-        its client is not reading its answers (L{APIChannel.pauseProducing})."""
-        return self.held or getattr(getattr(self.request, "channel", None), "send_buffer_full",
-                                    False)
+        """Whether the reactor has stopped reading this request's connection: it is held
+        (L{APIChannel.hold_reading}), or its client is not reading its answers
+        (L{APIChannel.pauseProducing}).  A channel that is not serverapi's (a test driving the
+        resource tree directly) is never either."""
+        channel = getattr(self.request, "channel", None)
+        return getattr(channel, "reading_held", False) or getattr(channel, "send_buffer_full",
+                                                                  False)
 
     def finished(self, ok: bool, value: Any) -> None:
         if ok and value is None:
@@ -548,7 +550,6 @@ class _Exchange(Job):
         """
         channel = getattr(self.request, "channel", None)
         if channel is not None and channel.transport is not None:
-            self.held = True
             channel.hold_reading()  # every channel of the API's site is an APIChannel
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -15,7 +14,7 @@ WAITING = 100
 ECHO = b'{"action": "echo", "message": "hello"}'
 
 
-def tracked_per_waiting_request(warm: list[Any], waiting: list[Any]) -> float:
+def tracked_per_waiting_request(warm: list[int], waiting: list[int]) -> float:
     """Tracked objects each of C{waiting} connections holds once its /communicate request
     waits for a worker, after one request on each of C{warm} has warmed what it keeps."""
     pool = HeldPool()
