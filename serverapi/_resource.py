@@ -546,11 +546,14 @@ class _Exchange(Job):
     def hold(self) -> None:
         """Many requests wait: read nothing more from this connection until it is answered.
 
-        (C{HTTPChannel} resumes reading by itself once the response is written.)
+        (C{HTTPChannel} resumes reading by itself once the response is written.)  A channel
+        that is not serverapi's (a test driving the resource tree directly) cannot be held: it
+        goes on reading, as Twisted's own does.
         """
         channel = getattr(self.request, "channel", None)
-        if channel is not None and channel.transport is not None:
-            channel.hold_reading()  # every channel of the API's site is an APIChannel
+        hold_reading = getattr(channel, "hold_reading", None)
+        if hold_reading is not None and channel.transport is not None:
+            hold_reading()
 
 
 class _PasswordCheck(Job):

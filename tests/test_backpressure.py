@@ -106,3 +106,28 @@ class InHandTests(SynchronousTestCase):
         self.assertIn(b"HTTP/1.1 200 OK", transport.value())
         self.assertEqual(transport.producerState, "producing")
         self.assertFalse(channel.reading_held)
+
+
+class ForeignChannelTests(SynchronousTestCase):
+    """The resource tree driven through Twisted's own channel (as StubTreq does)."""
+
+    def test_requests_past_the_queue_are_answered(self) -> None:
+        """Requests beyond the workers and the queue cannot hold a channel that is not
+        serverapi's: each is still queued and answered, with no error."""
+        server = MemoryServer(pool=HeldPool(), max_threads=1, max_queued_requests=0)
+        token = server.login()
+        cookie = [f"sessionToken={token}".encode()]
+        headers = {b"Content-Type": [b"application/json"], b"Cookie": cookie}
+        pending = [server.treq.request("POST", "http://example.test/communicate",
+                                       data=b'{"message": "%d"}' % n, headers=headers)
+                   for n in range(3)]
+        server.treq.flush()
+        self.assertEqual(len(server.pool.jobs), 3)
+        while server.pool.jobs:
+            server.pool.release()
+        responses = [server.result(deferred) for deferred in pending]
+        self.assertEqual([response.code for response in responses], [200, 200, 200])
+        self.assertEqual([server.body(response)["echo"] for response in responses],
+                         ["0", "1", "2"])
+        self.assertNotIn("Traceback", server.log.text)
+        self.assertEqual(self.flushLoggedErrors(), [])
