@@ -300,11 +300,13 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def wait_until(predicate: Callable[[], Any], limit: float = 10.0) -> float:
-    """Poll until C{predicate()} is true; the seconds it took (raises after C{limit})."""
+def wait_until(predicate: Callable[[], Any], limit: float = 10.0, *,
+               interval: float = 0.02) -> float:
+    """Poll every C{interval} seconds until C{predicate()} is true; the seconds it took
+    (raises after C{limit})."""
     began = time.monotonic()
     while not predicate():
         if time.monotonic() - began > limit:
             raise AssertionError("timed out")
-        time.sleep(0.02)
+        time.sleep(interval)
     return time.monotonic() - began

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +12,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from serverapi._dispatch import Dispatcher, Job
 from serverapi._workers import ThreadedCallbackPool
+
+from .helpers import wait_until
+
+#: How often the tests look for a thread's hand-off (seconds).
+POLL = 0.001
 
 
 class FakeReactor:
@@ -36,16 +40,6 @@ class FakeReactor:
         for call in calls:
             call()
         return len(calls)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll C{predicate} until it holds or C{timeout} passes (thread hand-offs only)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        threading.Event().wait(0.001)
-    return True
 
 
 class FunctionJob:
@@ -115,7 +109,7 @@ class PoolTests(SynchronousTestCase):
         self.pool.submit(FunctionJob(lambda: threading.current_thread(),
                                      lambda ok, v: results.append(v)))
         self.pool.submit(FunctionJob(lambda: 1 / 0, lambda ok, v: results.append((ok, type(v)))))
-        self.assertTrue(wait_until(lambda: self.reactor.run_pending() >= 0 and len(results) == 2))
+        wait_until(lambda: self.reactor.run_pending() >= 0 and len(results) == 2, interval=POLL)
         worker = next(r for r in results if isinstance(r, threading.Thread))
         self.assertTrue(worker.daemon)
         self.assertNotEqual(worker, threading.current_thread())
@@ -129,7 +123,7 @@ class PoolTests(SynchronousTestCase):
             self.pool.submit(FunctionJob(lambda value=value: gate.wait(10) and value,
                                          lambda ok, v: results.append(v)))
         gate.set()
-        self.assertTrue(wait_until(lambda: len(self.pool._results) == 3))
+        wait_until(lambda: len(self.pool._results) == 3, interval=POLL)
         self.assertEqual(self.reactor.run_pending(), 1)
         self.assertEqual(sorted(results), [0, 1, 2])
 
@@ -145,10 +139,9 @@ class PoolTests(SynchronousTestCase):
                                          lambda ok, v: delivered.append(ok)))
         del value, values
         gate.set()
-        self.assertTrue(wait_until(lambda: self.reactor.run_pending() >= 0
-                                   and len(delivered) == 6))
-        self.assertTrue(wait_until(lambda: all(ref() is None for ref in alive), timeout=2),
-                        [ref() is not None for ref in alive])
+        wait_until(lambda: self.reactor.run_pending() >= 0 and len(delivered) == 6,
+                   interval=POLL)
+        wait_until(lambda: all(ref() is None for ref in alive), 2, interval=POLL)
 
     def test_each_result_let_go_as_delivered(self) -> None:
         """Within one batch, results are handed over in the order they finished, and each is
@@ -196,16 +189,16 @@ class DispatchedPoolTests(SynchronousTestCase):
         """Dispatch a GatedJob."""
         self.dispatcher.run(GatedJob(name, self.events, **options))
 
-    def settle(self) -> bool:
+    def settle(self) -> None:
         """Deliver results until no job is in flight (bounded)."""
-        return wait_until(lambda: self.reactor.run_pending() >= 0
-                          and self.dispatcher.in_flight == 0)
+        wait_until(lambda: self.reactor.run_pending() >= 0 and self.dispatcher.in_flight == 0,
+                   interval=POLL)
 
     def test_unwanted_job_not_run(self) -> None:
         """A job no longer wanted when a worker takes it never runs and writes nothing."""
         self.run_job("gone", want=False)
         self.run_job("here")
-        self.assertTrue(self.settle())
+        self.settle()
         self.assertEqual(sorted(self.events), [("finished", "here"), ("started", "here")])
         self.assertEqual(len(self.dispatcher.deadlines), 0)
 
@@ -213,7 +206,7 @@ class DispatchedPoolTests(SynchronousTestCase):
         """stop() drops at once every job no worker started; no job starts after it."""
         for name in "abcdef":
             self.run_job(name, gate=self.gate)
-        self.assertTrue(wait_until(lambda: len(self.events) == 2))
+        wait_until(lambda: len(self.events) == 2, interval=POLL)
         running = {name for _, name in self.events}
         self.pool.stop()
         queued = set("abcdef") - running
@@ -222,7 +215,7 @@ class DispatchedPoolTests(SynchronousTestCase):
         self.run_job("late")
         self.assertIn(("expired", "late"), self.events)
         self.gate.set()
-        self.assertTrue(self.settle())
+        self.settle()
         self.pool.join(5)
         self.reactor.run_pending()
         started = {name for event, name in self.events if event == "started"}
@@ -247,7 +240,7 @@ class DispatchedPoolTests(SynchronousTestCase):
         for name, fail in (("a", False), ("bad", True), ("c", False)):
             self.run_job(name, gate=self.gate, fail=fail)
         self.gate.set()
-        self.assertTrue(wait_until(lambda: len(self.pool._results) == 3))
+        wait_until(lambda: len(self.pool._results) == 3, interval=POLL)
         self.dispatcher.idle().addCallback(idle.append)
         self.assertEqual(self.reactor.run_pending(), 1)  # one batch
         self.assertEqual(sorted(name for event, name in self.events if event == "finished"),
@@ -279,5 +272,5 @@ class HandOverTests(SynchronousTestCase):
         self.assertEqual(len(later), 1)  # one hand-over scheduled for all five
         self.assertTrue(pool._jobs.empty())
         later.pop()()
-        self.assertTrue(wait_until(lambda: reactor.run_pending() >= 0 and len(results) == 5))
+        wait_until(lambda: reactor.run_pending() >= 0 and len(results) == 5, interval=POLL)
         self.assertEqual(sorted(results), [0, 1, 2, 3, 4])
