@@ -466,10 +466,26 @@ def main() -> int:
 
 
 def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
+    """What the numbers were measured on (hosts of the same name can differ twofold in speed,
+    and the TLS rows also depend on the OpenSSL the standard library was built with)."""
     import platform
     return {"python": platform.python_version(), "cpus": os.cpu_count(),
+            "processor": processor(), "openssl": ssl.OPENSSL_VERSION,
             "platform": platform.platform(), "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def processor(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name, from Linux's C{cpuinfo}; elsewhere what C{platform} knows."""
+    import platform
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -109,6 +110,33 @@ class ScheduleTests(SynchronousTestCase):
         tls = next(s for s in run.SCENARIOS if s.tls)
         self.assertAlmostEqual(run.tls_keeps(runs, tls, "serverapi-tls"), 0.8)
         self.assertTrue(math.isnan(run.tls_keeps({}, tls, "serverapi-tls")))
+
+
+class MachineTests(SynchronousTestCase):
+    """What a results file says the figures were measured on."""
+
+    def setUp(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="serverapi-bench-test-")
+        self.addCleanup(shutil.rmtree, self.folder)
+
+    def test_processor_is_the_model_name(self) -> None:
+        """The CPU's model name is read from a cpuinfo file's first "model name" line."""
+        path = os.path.join(self.folder, "cpuinfo")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("processor\t: 0\nvendor_id\t: GenuineIntel\n"
+                         "model name\t: Intel(R) Xeon(R) Processor @ 2.50GHz\n"
+                         "processor\t: 1\nmodel name\t: another\n")
+        self.assertEqual(run.processor(path), "Intel(R) Xeon(R) Processor @ 2.50GHz")
+
+    def test_processor_without_cpuinfo(self) -> None:
+        """Without a cpuinfo file the processor is still named, by the platform."""
+        self.assertTrue(run.processor(os.path.join(self.folder, "absent")))
+
+    def test_machine_names_processor_and_openssl(self) -> None:
+        """A results file records the processor and the OpenSSL of the TLS rows."""
+        found = run.machine()
+        self.assertTrue(found["processor"])
+        self.assertTrue(found["openssl"].startswith(("OpenSSL", "LibreSSL")), found["openssl"])
 
 
 class RotatingStatus(BaseHTTPRequestHandler):
