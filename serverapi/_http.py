@@ -18,6 +18,7 @@ from twisted.web import http, server
 
 from ._deadlines import Deadlines
 from ._idle import IdleTimeout
+from ._input_batch import InputBatch, reads_socket
 from ._internals import (arm_cut_off, client_gone, collect_into, collected_input,
                          handling_request, holds_unparsed_bytes, request_line, request_version,
                          waiting_for_transport)
@@ -177,11 +178,21 @@ class APIChannel(IdleTimeout, http.HTTPChannel):
     #: others (L{hold_reading}), or the send buffer is full (L{pauseProducing}).
     reading_held = False
     send_buffer_full = False
+    #: Where bytes read from the socket wait for the end of the reactor turn (L{InputBatch});
+    #: C{None} on an in-memory transport, whose bytes are handled as they are delivered.
+    input_batch: InputBatch | None = None
+    #: The bytes read this reactor turn and not handled yet (L{InputBatch}).
+    waiting_input: list[bytes] | None = None
+    #: Whether C{HTTPChannel.requestDone} is handing back the requests it held: those bytes
+    #: were read before any still waiting, so they are handled at once.
+    _replaying = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.secure = ISSLTransport.providedBy(self.transport)  # asked once, not per request
         self.send_at_once = sender(self.transport)
+        if reads_socket(self.transport):
+            self.input_batch = self.site.input_batch
         self.site.channels.add(self)
 
     def getHost(self) -> Any:
@@ -197,6 +208,16 @@ class APIChannel(IdleTimeout, http.HTTPChannel):
         return self._peer
 
     def dataReceived(self, data: bytes) -> None:
+        """Bytes from the connection: handled at the end of the reactor turn with every other
+        connection's (L{InputBatch}); at once on an in-memory transport, and when Twisted hands
+        back the pipelined requests it held (read before anything still waiting)."""
+        batch = self.input_batch
+        if batch is None or self._replaying:
+            self.handle_input(data)
+        else:
+            batch.add(self, data)
+
+    def handle_input(self, data: bytes) -> None:
         """Start the request deadline on a request's first byte; drop input once refused."""
         if self.refused:
             return
@@ -249,7 +270,11 @@ class APIChannel(IdleTimeout, http.HTTPChannel):
             self.paused = True
             self.transport.pauseProducing()
         collected = collected_input(self)
-        super().requestDone(request)
+        self._replaying = True
+        try:
+            super().requestDone(request)
+        finally:
+            self._replaying = False
         collect_into(self, collected)
 
     def hold_reading(self) -> None:
@@ -281,7 +306,7 @@ class APIChannel(IdleTimeout, http.HTTPChannel):
                 self.transport.resumeProducing()
         if self.paused and not waiting_for_transport(self) and self.transport is not None:
             self.paused = False
-            self.dataReceived(b"")
+            self.handle_input(b"")
 
     def _deadline_passed(self) -> None:
         """The request took too long to arrive (slowloris): answer 408 and close."""
@@ -334,6 +359,7 @@ class APIChannel(IdleTimeout, http.HTTPChannel):
         super().loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.waiting_input = None  # the connection is gone: what it sent is not handled
         self._cancel_deadline()
         self.stop_idle_timer()
         self.site.channel_closed(self)
@@ -370,6 +396,7 @@ class APISite(server.Site):
         self.logger = logger
         self.proxies = proxies
         self.channels: set[APIChannel] = set()
+        self.input_batch = InputBatch(reactor)
         self._reactor = reactor
         self._closed_waiters: list[Deferred[None]] = []
 

@@ -317,5 +317,41 @@ def login_timing() -> Any:
     return {"ratio": unknown / wrong, "wrong": wrong, "unknown": unknown}
 
 
+@scenario
+def input_across_turns() -> Any:
+    """A request that arrives in three pieces, then three pipelined in one, on a real socket
+    whose input the reactor hands over at the end of each turn."""
+    from twisted.internet.threads import blockingCallFromThread
+
+    def request(number: int, token: str) -> bytes:
+        body = json.dumps({"n": number}).encode()
+        return (b"POST /communicate HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n"
+                b"Cookie: sessionToken=%s\r\n\r\n" % (len(body), token.encode()) + body)
+
+    with new_server() as server:
+        _, token = session(server.port)
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        first = request(1, token)
+        for piece in (first[:10], first[10:60], first[60:]):
+            client.sendall(piece)
+            time.sleep(0.05)  # each piece in a reactor turn of its own
+        client.sendall(request(2, token) + request(3, token) + request(4, token))
+        received = b""
+        while received.count(b"HTTP/1.1 200 ") < 4 or not received.endswith(b"}"):
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        site = server._service.site  # type: ignore[union-attr]
+        batched = blockingCallFromThread(
+            server._reactor, lambda: [(channel.input_batch is site.input_batch,
+                                       channel.waiting_input) for channel in site.channels])
+        client.close()
+    echoes = [json.loads(part.split(b"\r\n\r\n", 1)[1])["echo"]["n"]
+              for part in received.split(b"HTTP/1.1 ")[1:]]
+    return {"echoes": echoes, "channels": batched}
+
+
 if __name__ == "__main__":
     scenario.main(sys.argv[1:])

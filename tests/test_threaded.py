@@ -31,6 +31,13 @@ class FacadeTests(SynchronousTestCase):
         """Twenty requests on one connection all succeed."""
         self.assertEqual(self.outcome("keep_alive"), [200] * 20)
 
+    def test_input_across_turns(self) -> None:
+        """On a real socket, input waits for the end of the reactor's turn: a request in three
+        pieces and three pipelined ones are all answered, in order, and nothing is left."""
+        result = self.outcome("input_across_turns")
+        self.assertEqual(result["echoes"], [1, 2, 3, 4])
+        self.assertEqual(result["channels"], [[True, None], [True, None]])
+
     def test_blocking_start(self) -> None:
         """A blocking start serves, and returns when another thread stops the server."""
         self.assertEqual(self.outcome("blocking_start_returns_on_stop"),
