@@ -36,7 +36,7 @@ class InputBatch:
 
     Reading every socket first and then parsing every request keeps the reactor's system
     calls together and its Python work together: measured with 32 keep-alive connections,
-    that serves 4 % more requests a second over plain HTTP and 10 % more over TLS than
+    that serves 4-7 % more requests a second over plain HTTP and 9-10 % more over TLS than
     handling each socket's bytes as they are read (docs/performance.md).  The wait is short:
     the turn has nothing left to do but read the other ready sockets, and the bytes are
     handled at the start of the next turn's timed calls (C{callLater(0)}).
