@@ -72,7 +72,7 @@ class InputBatch:
                 continue
             try:
                 receiver.handle_input(waiting[0] if len(waiting) == 1 else b"".join(waiting))
-            except Exception:
+            except BaseException:  # as Twisted's timed calls: one failure strands no other
                 _log.failure("serverapi: handling a connection's input failed; closing it")
                 if receiver.transport is not None:
                     receiver.transport.abortConnection()

@@ -33,6 +33,10 @@ class Receiver:
             raise ZeroDivisionError("handling failed")
 
 
+class Interrupted(BaseException):
+    """An exception that is not an C{Exception} (as C{KeyboardInterrupt} is not)."""
+
+
 class InputBatchTests(SynchronousTestCase):
     """The batch itself, on a clock."""
 
@@ -86,6 +90,26 @@ class InputBatchTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         self.assertTrue(failing.transport.disconnecting)
         self.assertFalse(other.transport.disconnecting)
+
+
+    def test_a_base_exception_strands_no_other_connection(self) -> None:
+        """Even an exception that is not an C{Exception} costs the next connection neither this
+        turn's bytes nor its later ones."""
+        failing = Receiver("failing", self.handled)
+        failing.handle_input = self.interrupt  # type: ignore[method-assign]
+        other = Receiver("other", self.handled)
+        self.batch.add(failing, b"x")
+        self.batch.add(other, b"y")
+        self.clock.advance(0)
+        self.batch.add(other, b"z")
+        self.clock.advance(0)
+        self.assertEqual(self.handled, [("other", b"y"), ("other", b"z")])
+        self.assertEqual(len(self.flushLoggedErrors(Interrupted)), 1)
+        self.assertTrue(failing.transport.disconnecting)
+
+    def interrupt(self, data: bytes) -> None:
+        """Handle nothing: raise an exception that is not an C{Exception}."""
+        raise Interrupted()
 
 
 class ReadsSocketTests(SynchronousTestCase):
