@@ -217,6 +217,18 @@ class APIChannel(IdleTimeout, http.HTTPChannel):
         else:
             batch.add(self, data)
 
+    def flush_input(self) -> None:
+        """Handle now the bytes read this turn that still wait, before a timer or a stop that
+        came due first acts on the connection (as it did when bytes were handled on arrival)."""
+        waiting, self.waiting_input = self.waiting_input, None
+        if waiting:
+            self.handle_input(b"".join(waiting))
+
+    def _idle_check(self) -> None:
+        """The idle timer fired: a request read this turn counts as activity."""
+        self.flush_input()
+        super()._idle_check()
+
     def handle_input(self, data: bytes) -> None:
         """Start the request deadline on a request's first byte; drop input once refused."""
         if self.refused:
@@ -310,6 +322,7 @@ class APIChannel(IdleTimeout, http.HTTPChannel):
 
     def _deadline_passed(self) -> None:
         """The request took too long to arrive (slowloris): answer 408 and close."""
+        self.flush_input()
         self._receiving = False
         if handling_request(self) or self.transport is None:
             return
@@ -430,6 +443,7 @@ class APISite(server.Site):
         """Take no more requests: each connection closes once the answers it is owed are
         written, and an idle one closes now."""
         for channel in list(self.channels):
+            channel.flush_input()
             if channel.requests:
                 for request in channel.requests:
                     if not request.startedWriting:
@@ -443,6 +457,10 @@ class APISite(server.Site):
         A closing connection still sends the answers it holds; L{when_closed} waits for that.
         """
         for channel in list(self.channels):
+            if channel.transport is None:
+                self.channels.discard(channel)
+                continue
+            channel.flush_input()
             if channel.transport is None:
                 self.channels.discard(channel)
             elif channel.requests:

@@ -101,13 +101,13 @@ class TLSServerConnection(Protocol):
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:  # the client's close_notify, if not read as b""
-                self.loseConnection()
+                self._closed_by_client()
                 return
             except ssl.SSLError as error:
                 self._fail(error)
                 return
             if not plaintext:  # the client's close_notify (SSLObject reads it as b"")
-                self.loseConnection()
+                self._closed_by_client()
                 return
             self.wrappedProtocol.dataReceived(plaintext)
             # A read takes a whole record (at most 16 KiB), so the TLS state holds no
@@ -122,6 +122,14 @@ class TLSServerConnection(Protocol):
         # (L{APIChannel.pauseProducing}), even with a request in hand.
         if self._outgoing.pending:
             self._send_pending()
+
+    def _closed_by_client(self) -> None:
+        """The client sent close_notify: let the channel handle what came before it (answers
+        it gives inline are still sent), then close."""
+        flush = getattr(self.wrappedProtocol, "flush_input", None)
+        if flush is not None:
+            flush()
+        self.loseConnection()
 
     def _handshake(self, data: bytes) -> bool:
         """Go on with the handshake with C{data}; whether it is complete (and any records

@@ -181,3 +181,23 @@ class ChannelTests(SynchronousTestCase):
         self.channel.connectionLost(Failure(ConnectionError("gone")))
         self.server.reactor.advance(0)
         self.assertEqual((self.pool.jobs, self.transport.value()), ([], b""))
+
+    def test_a_stop_sees_the_bytes_already_read(self) -> None:
+        """A stop that comes before the end of the turn still answers a request already read
+        (with C{Connection: close}), rather than closing the connection under it."""
+        self.channel.dataReceived(self.request(1))
+        self.server.service.site.drain()
+        self.assertEqual(len(self.pool.jobs), 1)
+        self.pool.release()
+        self.assertEqual(self.answers(), [1])
+        self.assertIn(b"Connection: close", self.transport.value())
+
+    def test_an_idle_timer_due_first_sees_the_bytes_already_read(self) -> None:
+        """An idle timeout that fires before the end of the turn finds the request already read
+        and does not close the connection."""
+        self.channel.dataReceived(self.request(1))
+        self.channel._idle_due = self.server.reactor.seconds()  # due now, before the turn ends
+        self.channel._idle_check()
+        self.assertFalse(self.transport.disconnecting)
+        self.pool.release()
+        self.assertEqual(self.answers(), [1])
