@@ -457,10 +457,7 @@ class APISite(server.Site):
         A closing connection still sends the answers it holds; L{when_closed} waits for that.
         """
         for channel in list(self.channels):
-            if channel.transport is None:
-                self.channels.discard(channel)
-                continue
-            channel.flush_input()
+            channel.flush_input()  # a gone connection has nothing waiting
             if channel.transport is None:
                 self.channels.discard(channel)
             elif channel.requests:

@@ -201,3 +201,15 @@ class ChannelTests(SynchronousTestCase):
         self.assertFalse(self.transport.disconnecting)
         self.pool.release()
         self.assertEqual(self.answers(), [1])
+
+    def test_a_deadline_due_first_sees_the_rest_of_the_request(self) -> None:
+        """A request deadline that fires before the end of the turn in which the request's last
+        bytes were read lets the request complete, rather than answering 408."""
+        whole = self.request(1)
+        self.channel.dataReceived(whole[:20])
+        self.server.reactor.advance(0)  # the first bytes are handled: the deadline runs
+        self.channel.dataReceived(whole[20:])  # the rest, read in a later turn
+        self.channel._deadline_passed()
+        self.assertFalse(self.transport.disconnecting)
+        self.pool.release()
+        self.assertEqual(self.answers(), [1])
